@@ -1,0 +1,96 @@
+"""The record type and the one on-disk format every stage reads and writes (JSON lines, streamed).
+
+A record is one script with its label. Stages pass records between them only through these files, so a stage can be
+rerun alone and a half-written file can never be mistaken for a finished one (see `atomic_write`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import unicodedata
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+LABELS = ("benign", "malicious")  # index 1 is the positive class everywhere: "malicious" -> 1
+
+
+@dataclass
+class Record:
+    id: str  # sha256 of the normalised text (see `text_id`); variants get their own id
+    text: str
+    label: str  # "malicious" | "benign"
+    lang: str = "unknown"  # powershell | javascript | python | bash | batch | vbscript | unknown
+    source: str = ""  # where the record came from (file path, archive member, table row)
+    group: str | None = None  # optional key that must never straddle train/val/test
+    parent_id: str | None = None  # set on augmented variants: the id of the original
+    transforms: list[str] = field(default_factory=list)  # augmentation transforms applied, in order
+
+    @property
+    def y(self) -> int:
+        return LABELS.index(self.label)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Record":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+def normalise(text: str) -> str:
+    """The canonical form used for ids and exact-duplicate detection: NFC, LF line ends, no trailing blanks."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    return "\n".join(line.rstrip() for line in text.strip().split("\n"))
+
+
+def text_id(text: str) -> str:
+    return hashlib.sha256(normalise(text).encode("utf-8")).hexdigest()
+
+
+def read_records(path: str | Path) -> Iterator[Record]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield Record.from_dict(json.loads(line))
+
+
+def write_records(path: str | Path, records: Iterable[Record]) -> int:
+    """Write records as JSON lines, atomically. Returns how many were written."""
+    n = 0
+    with atomic_write(path) as f:
+        for r in records:
+            f.write(r.to_json() + "\n")
+            n += 1
+    return n
+
+
+def write_json(path: str | Path, obj) -> None:
+    with atomic_write(path) as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+        f.write("\n")
+
+
+def read_json(path: str | Path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+@contextmanager
+def atomic_write(path: str | Path, mode: str = "w"):
+    """Write to a temporary file beside `path`, fsync, then rename: readers see the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,770 @@
+"""Read user inputs -- files, folders, zip archives, JSONL/CSV tables -- into Records, with a reason for every reject.
+
+The ingest stage (labelled) and `sgpipe predict` (unlabelled) both read through `iter_inputs`, so they see inputs the
+same way. Inputs are written by attackers: nothing here executes, imports or extracts anything; every script is read
+with a bounded read, tables are streamed line by line, archives are read in memory member by member, and a folder walk
+never leaves the folder it was given. Every problem becomes a `Reject` (location, reason, the fix) and the stream goes
+on.
+
+What is read, and how
+- Tables: `.jsonl`, `.json` (JSON lines, not one JSON array), `.csv`, `.tsv`, each optionally gzipped (`.gz`). One
+  record per line/row, with fields `text`, `label` and optional `lang`, `source`, `group`, `id`. CSV rows are
+  numbered like a spreadsheet (the header is row 1); JSON lines by line number. CSV/TSV fields holding quotes,
+  delimiters or line breaks must be quoted, as csv writers and pandas do; a broken row is rejected on its own.
+  The record id is always `text_id(text)`. `source` is the user's `source` field kept verbatim (so that
+  `data.split.group_key: source` groups by it); without one it is the row's location, suffixed "#<id>" when the row
+  has an `id`, so a record can be traced back to the user's own key.
+- Folders: the label is the top folder under the root: `<root>/malicious/**`, `<root>/benign/**`, or a folder whose
+  name is in `label_map`; a root that is itself named like a label (`data/malicious`) labels everything in it. Every
+  file inside a label folder is a sample, whatever its extension, except `.zip` files, which are opened and whose
+  members take the folder's label. Outside label folders, tables are read as tables, zips are opened, and any other
+  file is rejected for its missing label. Folders are walked in sorted order.
+- Zip archives: members are read in memory in archive order and follow the folder rules (a zip of the dataset folder
+  itself, `dataset/malicious/...`, works too). Archives inside archives are rejected, never opened.
+- `labelled=False` (predict): the same walk, but every record gets label "" and nothing is rejected for its label.
+- Symbolic links inside folders are skipped unless `follow_symlinks`; followed links must stay inside the root and
+  may not revisit a folder. A path the user names directly is followed: the user chose it. FIFOs, sockets and
+  devices are rejected before they are read (reading a FIFO would block forever).
+
+Limits: a script (file, member, table row) over `max_file_bytes` is `too_large`; a file is judged by its size without
+being read, and table lines are read in 64 KB pieces, so no input is ever held whole. Zip members are checked on their
+declared sizes (ratio, size, archive total, member count read from the end record before zipfile indexes the archive)
+and again on the bytes really decompressed; gzipped tables get the same ratio and total limits while streaming.
+Reading CSV raises the process-wide `csv.field_size_limit` to fit `max_file_bytes`.
+
+Text decoding: UTF-8 (a BOM is dropped) or UTF-16 (with a BOM, or without one when NUL bytes fall on every other
+byte, as in ASCII text saved as UTF-16). Other bytes with a NUL in the first 8 KB are `binary`. Invalid UTF-8 is
+`undecodable`: legacy encodings such as latin-1 are never guessed, because a wrong guess silently changes the text the
+model learns.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import errno
+import gzip
+import io
+import json
+import os
+import re
+import stat
+import struct
+import unicodedata
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from typing import BinaryIO, Iterator, Sequence
+
+from .languages import detect_language, normalise_lang
+from .records import LABELS, Record, text_id
+
+REASONS = (
+    "empty", "too_short", "binary", "undecodable", "too_large",  # the script itself
+    "missing_text", "missing_label", "unknown_label", "malformed_json", "malformed_csv", "wrong_type",  # tables
+    "zip_bomb", "zip_slip", "bad_password", "corrupt_archive", "unsupported_archive", "nested_archive",  # archives
+    "symlink_skipped", "symlink_outside", "symlink_loop", "special_file", "unreadable",  # the file system
+)
+TABLE_SUFFIXES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "tsv"}  # each may also end in .gz
+ARCHIVE_SUFFIXES = (".zip", ".jar", ".apk", ".7z", ".rar", ".tar", ".tgz", ".gz", ".bz2", ".xz", ".zst", ".cab")
+ARCHIVE_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"7z\xbc\xaf\x27\x1c", b"Rar!\x1a\x07", b"\x1f\x8b", b"\xfd7zXZ\x00")
+SNIFF_BYTES = 8192  # NUL bytes in this much of the head mark a file as binary
+CHUNK = 1 << 16  # longest piece of a table line held before its length is checked
+RATIO_FLOOR = 1 << 20  # below 1 MiB a high compression ratio is repetitive padding, common in malware, not a bomb
+
+
+@dataclass
+class ReaderLimits:
+    max_file_bytes: int = 1_000_000  # bigger scripts (files, members, table records) are rejected too_large
+    min_chars: int = 1  # shorter scripts (after stripping) are rejected
+    zip_password: bytes | None = b"infected"  # tried on encrypted members; the convention for malware archives
+    zip_max_ratio: float = 100.0  # a member expanding more than this (and past RATIO_FLOOR) is a bomb
+    zip_max_total_bytes: int = 2_000_000_000  # most uncompressed bytes read from one archive or .gz table
+    zip_max_members: int = 100_000  # more members than this and the archive is a bomb
+    follow_symlinks: bool = False
+    label_map: dict[str, str] = field(default_factory=dict)  # user spelling -> "malicious" | "benign"
+
+    def __post_init__(self):
+        if isinstance(self.zip_password, str):  # the YAML config holds it as text
+            self.zip_password = self.zip_password.encode("utf-8")
+        mapped = {str(k).strip().lower(): str(v).strip().lower() for k, v in self.label_map.items()}
+        bad = {k: v for k, v in mapped.items() if v not in LABELS or (k in LABELS and v != k)}
+        if bad:
+            raise ValueError(f"data.ingest.label_map entries {bad} are invalid: values must be 'malicious' or "
+                             "'benign', and 'malicious'/'benign' cannot be remapped. Fix or remove them.")
+        self.label_map = mapped
+
+
+@dataclass
+class Reject:
+    location: str  # "path", "path:line", "archive.zip!member", "table.csv:row 12"
+    reason: str  # one of REASONS
+    detail: str  # what is wrong and how to fix it
+
+
+_UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}  # controls, bidi/format, surrogates, line separators
+
+
+def safe_display(s: str) -> str:
+    """`s` with control, escape, bidi-override and line-separator characters shown as \\x.. escapes, safe to print."""
+    out = []
+    for c in s:
+        if unicodedata.category(c) in _UNSAFE_CATEGORIES:
+            o = ord(c)
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def iter_inputs(paths: Sequence[str | os.PathLike], limits: ReaderLimits,
+                labelled: bool = True) -> Iterator[Record | Reject]:
+    """Records and rejects from every input, in order. `labelled=False` gives label "" and never rejects for labels."""
+    reader = _Reader(limits, labelled)
+    for path in paths:
+        yield from reader.read_path(os.fspath(path))
+
+
+class _Rejected(Exception):
+    """Raised by helpers for one script/row/member; callers turn it into a `Reject` with the location."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+# ------------------------------------------------------------------------------------------------- decoding bytes
+def decode_text(raw: bytes) -> str:
+    """Script bytes as text: UTF-8 (BOM dropped) or UTF-16 (BOM, or the NUL pattern of ASCII); else `_Rejected`."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return _decode(raw, "utf-16")  # the codec reads the BOM for the byte order and drops it
+    head = raw[:SNIFF_BYTES]
+    if b"\x00" in head:
+        codec = _utf16_without_bom(head)
+        if codec is None:
+            raise _Rejected("binary", "has NUL bytes in its first 8 KB, so it is not a text script; remove it, or "
+                                      "save it as UTF-8 text")
+        return _decode(raw, codec)
+    return _decode(raw.removeprefix(codecs.BOM_UTF8), "utf-8")
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    """'utf-16-le'/'-be' when NULs sit on every other byte, as in mostly-ASCII text stored as UTF-16; else None."""
+    even, odd = head[0::2], head[1::2]
+    if not odd:
+        return None
+    nul_even, nul_odd = even.count(0) / len(even), odd.count(0) / len(odd)
+    if nul_odd > 0.6 and nul_even < 0.05:
+        return "utf-16-le"
+    if nul_even > 0.6 and nul_odd < 0.05:
+        return "utf-16-be"
+    return None
+
+
+def _decode(raw: bytes, codec: str) -> str:
+    try:
+        text = raw.decode(codec)
+    except UnicodeDecodeError as e:
+        if codec == "utf-8":
+            raise _Rejected("undecodable", f"is not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+                                           "re-encode it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`): legacy "
+                                           "encodings are not guessed") from None
+        raise _Rejected("undecodable", f"looks like UTF-16 but is not valid UTF-16 at offset {e.start}; re-save it "
+                                       "as UTF-8 or remove it") from None
+    if codec != "utf-8" and "\x00" in text[:SNIFF_BYTES]:  # UTF-16 decoding to NUL characters is binary data
+        raise _Rejected("binary", "decodes as UTF-16 but holds NUL characters, so it is not a text script; remove it")
+    return text
+
+
+# ------------------------------------------------------------------------------------------------ small helpers
+def _loc(path: str) -> str:
+    """A path as text that always encodes: undecodable file-name bytes become \\x.. escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _clean(value: str) -> str:
+    """User metadata as text that always encodes (JSON can carry lone surrogates, which cannot be written)."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _short(value, n: int = 60) -> str:
+    """A user value for an error message, truncated: attackers control its length."""
+    s = repr(value)
+    return s if len(s) <= n else s[:n] + "..."
+
+
+def _table_kind(name: str) -> str | None:
+    """'json' | 'csv' | 'tsv' for a table file name (lower case, optionally .gz), else None."""
+    base = name.removesuffix(".gz")
+    return next((kind for suffix, kind in TABLE_SUFFIXES.items() if base.endswith(suffix)), None)
+
+
+def _inside(path: str, root: str) -> bool:
+    return os.path.commonpath([path, root]) == root
+
+
+def _open_regular(path: str, follow: bool) -> BinaryIO:
+    """Open a regular file for reading, refusing links (unless `follow`) and FIFOs/devices, which could block or
+    never end. The checks are on the opened descriptor, so a file swapped after the folder was listed is caught."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    if not follow:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP and not follow:
+            raise _Rejected("symlink_skipped", "became a symbolic link while the folder was read; links are "
+                                               "followed only with data.ingest.follow_symlinks: true") from None
+        raise _Rejected("unreadable", f"cannot be opened ({e.strerror}); check that it exists and is readable, "
+                                      "or remove it from the input") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _Rejected("special_file", "is not a regular file (a FIFO, socket or device); remove it from the input")
+    return os.fdopen(fd, "rb")
+
+
+def _declared_members(f: BinaryIO) -> int | None:
+    """The member count the zip's end record declares, read before zipfile builds its whole index in memory.
+    None when there is no end record (zipfile will then reject the archive itself)."""
+    size = f.seek(0, os.SEEK_END)
+    tail_len = min(size, 22 + 65535)  # the end record is 22 bytes plus a comment of up to 64 KB
+    f.seek(size - tail_len)
+    tail = f.read(tail_len)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) < at + 22:
+        return None
+    (count,) = struct.unpack("<H", tail[at + 10:at + 12])
+    if count == 0xFFFF and at >= 20 and tail[at - 20:at - 16] == b"PK\x06\x07":  # zip64: the count is elsewhere
+        (offset,) = struct.unpack("<Q", tail[at - 12:at - 4])
+        f.seek(offset)
+        record = f.read(40)
+        if record[:4] == b"PK\x06\x06" and len(record) == 40:
+            (count,) = struct.unpack("<Q", record[32:40])
+    return count
+
+
+class _Budget:
+    """Uncompressed bytes one archive (or .gz table) may still produce: data.ingest.zip_max_total_bytes."""
+
+    def __init__(self, limit: int):
+        self.limit, self.used, self.exhausted = limit, 0, False
+
+    def take(self, n: int) -> None:
+        self.used += n
+        if self.used > self.limit:
+            self.exhausted = True
+            raise _Rejected("zip_bomb", f"the archive expands past data.ingest.zip_max_total_bytes={self.limit:,} "
+                                        "bytes, so the rest of it is not read; split it, or raise that limit if "
+                                        "it is genuine")
+
+
+class _Metered(io.RawIOBase):
+    """A decompressing stream that stops with zip_bomb once it expands past the ratio limit or the byte budget:
+    the limits are enforced on the bytes really produced, not on sizes the archive declares."""
+
+    def __init__(self, inner: BinaryIO, compressed_size: int, max_ratio: float, budget: _Budget):
+        self._inner, self._compressed, self._max_ratio, self._budget = inner, compressed_size, max_ratio, budget
+        self._produced = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
+
+    def readinto(self, buffer) -> int:
+        n = self._inner.readinto(buffer)
+        self._produced += n
+        if self._produced > RATIO_FLOOR and self._produced > self._max_ratio * max(self._compressed, 1):
+            raise _Rejected("zip_bomb", f"expands more than data.ingest.zip_max_ratio={self._max_ratio:g} times its "
+                                        "compressed size, so it is treated as a decompression bomb; remove it, or "
+                                        "raise that limit if it is genuine")
+        self._budget.take(n)
+        return n
+
+
+def _logical_lines(stream: BinaryIO, bound: int, quoted: bool) -> Iterator[tuple[int, bytes | None]]:
+    """(first line number, bytes) per line or, with `quoted`, per CSV row, which may span lines inside double
+    quotes. The bytes are None for a line/row longer than `bound`: it is read past in chunks, never held whole.
+    Splitting rows before parsing means one broken row cannot derail the rows after it."""
+    lineno, eof = 0, False
+    while not eof:
+        start, parts, size, in_quotes = lineno + 1, [], 0, False
+        while True:
+            chunk = stream.readline(CHUNK)
+            if not chunk:
+                eof = True
+                break
+            size += len(chunk)
+            if size <= bound:
+                parts.append(chunk)
+            elif parts:
+                parts.clear()
+            if quoted and chunk.count(b'"') % 2:  # a doubled quote "" inside a field leaves the parity unchanged
+                in_quotes = not in_quotes
+            if chunk.endswith(b"\n"):
+                lineno += 1
+                if not in_quotes:
+                    break
+        if size:
+            yield start, b"".join(parts) if size <= bound else None
+
+
+# ------------------------------------------------------------------------------------------------------- reader
+class _Reader:
+    """Turns one input after another into records and rejects under the same limits and labelling mode."""
+
+    def __init__(self, limits: ReaderLimits, labelled: bool):
+        self.limits, self.labelled = limits, labelled
+
+    # -------------------------------------------------------------------------------------------- files, folders
+    def read_path(self, path: str) -> Iterator[Record | Reject]:
+        """One input the user named: a folder, a table, an archive or a single script."""
+        loc = _loc(path)
+        try:
+            st = os.stat(path)  # follows a link the user named: they chose it
+        except OSError as e:
+            yield Reject(loc, "unreadable", f"cannot be read ({e.strerror}); check the path in data.ingest.inputs")
+            return
+        if stat.S_ISDIR(st.st_mode):
+            seen = False
+            for item in self._walk(path, st):
+                seen = True
+                yield item
+            if not seen:
+                yield Reject(loc, "empty", "is a folder without files; check the path in data.ingest.inputs")
+        elif stat.S_ISREG(st.st_mode):
+            yield from self._file(path, os.path.basename(path), loc, None, None, follow=True)
+        else:
+            yield Reject(loc, "special_file", "is not a regular file or folder (a FIFO, socket or device); remove it "
+                                              "from data.ingest.inputs")
+
+    def _folder_label(self, name: str) -> str | None:
+        key = name.strip().lower()
+        return key if key in LABELS else self.limits.label_map.get(key)
+
+    def _walk(self, root: str, root_stat: os.stat_result) -> Iterator[Record | Reject]:
+        """Every file under `root`, depth first in sorted order, with an explicit stack so depth cannot overflow."""
+        root_real = os.path.realpath(root)
+        root_label = self._folder_label(os.path.basename(os.path.abspath(root)))
+        visited = {(root_stat.st_dev, root_stat.st_ino)}  # folders read: a followed link may not reread one (loops)
+        try:
+            entries = self._entries(root)
+        except OSError as e:
+            yield Reject(_loc(root), "unreadable", f"cannot list the folder ({e.strerror}); check its permissions")
+            return
+        stack = [(entries, root_label, None)]  # (entries left, label of this subtree, its top folder's name)
+        while stack:
+            entries, label, top = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                stack.pop()
+                continue
+            path, loc = entry.path, _loc(entry.path)
+            try:
+                if entry.is_symlink():
+                    if not self.limits.follow_symlinks:
+                        yield Reject(loc, "symlink_skipped", "is a symbolic link, not followed; set "
+                                                             "data.ingest.follow_symlinks: true to read links that "
+                                                             "stay inside the input folder")
+                        continue
+                    path = os.path.realpath(entry.path)
+                    if not _inside(path, root_real):
+                        yield Reject(loc, "symlink_outside", f"is a symbolic link to {_short(_loc(path))}, outside the "
+                                                             "input folder, and is never followed; copy the target "
+                                                             "into the folder if it belongs to the data")
+                        continue
+                    st = os.stat(path)
+                else:
+                    st = entry.stat(follow_symlinks=False)
+            except OSError as e:
+                yield Reject(loc, "unreadable", f"cannot be read ({e.strerror}): it vanished, is a broken or "
+                                                "looping link, or is not permitted; fix or remove it")
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if (st.st_dev, st.st_ino) in visited:
+                    yield Reject(loc, "symlink_loop", "is a link to a folder already read (a loop or a second "
+                                                      "path to it); remove the link")
+                    continue
+                visited.add((st.st_dev, st.st_ino))
+                try:
+                    children = self._entries(path)
+                except OSError as e:
+                    yield Reject(loc, "unreadable", f"cannot list the folder ({e.strerror}); check its permissions")
+                    continue
+                if len(stack) == 1 and root_label is None:  # a top folder: its name is the label of everything in it
+                    stack.append((children, self._folder_label(entry.name), entry.name))
+                else:
+                    stack.append((children, label, top))
+            elif stat.S_ISREG(st.st_mode):
+                # a followed link is opened by its resolved path, which has no links left to follow
+                yield from self._file(path, entry.name, loc, label, top, follow=False)
+            else:
+                yield Reject(loc, "special_file", "is not a regular file (a FIFO, socket or device); remove it")
+
+    @staticmethod
+    def _entries(folder: str) -> Iterator[os.DirEntry]:
+        with os.scandir(folder) as it:
+            return iter(sorted(it, key=lambda e: e.name))
+
+    def _file(self, path: str, name: str, loc: str, label: str | None, top: str | None,
+              follow: bool) -> Iterator[Record | Reject]:
+        """One file: a zip is opened, a table outside label folders is read as a table, anything else is a script."""
+        try:
+            f = _open_regular(path, follow)
+        except _Rejected as r:
+            yield Reject(loc, r.reason, r.detail)
+            return
+        lower = name.lower()
+        with f:
+            if lower.endswith(".zip"):
+                yield from self._zip(f, loc, label)
+            elif label is None and _table_kind(lower):
+                yield from self._table_file(f, loc, lower)
+            else:
+                yield self._script_file(f, loc, name, label, top)
+
+    def _script_file(self, f: BinaryIO, loc: str, name: str, label: str | None, top: str | None) -> Record | Reject:
+        limit = self.limits.max_file_bytes
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:  # decided from the size alone: a 50 MB file is never read
+            return Reject(loc, "too_large", self._too_large(size))
+        try:
+            raw = f.read(limit + 1)  # bounded even if the file grows after the size was taken
+        except OSError as e:
+            return Reject(loc, "unreadable", f"cannot be read ({e.strerror}); check the file or remove it")
+        return self._script(raw, loc, name, label, top, in_archive=False)
+
+    # ---------------------------------------------------------------------------------------------- one script
+    def _script(self, raw: bytes, loc: str, name: str, label: str | None, top: str | None,
+                in_archive: bool) -> Record | Reject:
+        """A script file or archive member: checked, decoded, labelled by its folder."""
+        try:
+            if len(raw) > self.limits.max_file_bytes:
+                raise _Rejected("too_large", self._too_large(None))
+            if name.lower().endswith(ARCHIVE_SUFFIXES) or raw.startswith(ARCHIVE_MAGIC):
+                if in_archive:
+                    raise _Rejected("nested_archive", "is an archive inside an archive, which is never opened; "
+                                                      "unpack it and pass the inner archive itself")
+                raise _Rejected("unsupported_archive", "is a compressed archive, and only .zip files are opened; "
+                                                       "unpack it (or rename it .zip if it is a zip)")
+            text = decode_text(raw)
+            self._check_text(text)
+            label = self._script_label(label, top)
+        except _Rejected as r:
+            return Reject(loc, r.reason, r.detail)
+        return self._record(text, label, None, loc, None, filename=name)
+
+    def _script_label(self, label: str | None, top: str | None) -> str:
+        if not self.labelled:
+            return ""
+        if label is not None:
+            return label
+        if top is None:
+            raise _Rejected("missing_label", "has no label: put it under <root>/malicious/ or <root>/benign/, or "
+                                             "list it in a JSONL/CSV table with a label column")
+        raise _Rejected("unknown_label", f"its top folder {_short(top)} is not a label: rename it malicious/ or "
+                                         f"benign/, or map it in data.ingest.label_map, e.g. {{{_short(top)}: "
+                                         "malicious}")
+
+    def _check_text(self, text: str) -> None:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:  # only JSON can produce these: "\ud800" escapes
+            raise _Rejected("undecodable", "holds an unpaired surrogate escape (such as \\ud800), which is not text; "
+                                           "fix the line that wrote it") from None
+        if size > self.limits.max_file_bytes:
+            raise _Rejected("too_large", self._too_large(size))
+        chars = len(text.strip())
+        if chars == 0:
+            raise _Rejected("empty", "is empty or whitespace only; remove it")
+        if chars < self.limits.min_chars:
+            raise _Rejected("too_short", f"has {chars} characters, fewer than data.ingest.min_chars="
+                                         f"{self.limits.min_chars}; remove it or lower that limit")
+
+    def _too_large(self, size: int | None) -> str:
+        """The detail for too_large; `size` None when the bounded read stopped before the end."""
+        return (f"is {'more than that' if size is None else f'{size:,} bytes'}, over data.ingest.max_file_bytes="
+                f"{self.limits.max_file_bytes:,}; raise that limit if it is a genuine script, or remove it")
+
+    def _label(self, value: str) -> str:
+        key = value.strip().lower()
+        if key in LABELS:
+            return key
+        if key in self.limits.label_map:
+            return self.limits.label_map[key]
+        if not key:
+            raise _Rejected("missing_label", "has an empty label; give 'malicious' or 'benign'")
+        raise _Rejected("unknown_label", f"label {_short(value)} is neither 'malicious' nor 'benign'; map it with "
+                                         f"data.ingest.label_map, e.g. {{{_short(key)}: malicious}}")
+
+    def _record(self, text: str, label: str, lang: str | None, source: str, group: str | None,
+                filename: str | None) -> Record:
+        lang = normalise_lang(lang) if lang else detect_language(text, filename)
+        return Record(id=text_id(text), text=text, label=label, lang=lang, source=source, group=group)
+
+    # -------------------------------------------------------------------------------------------------- tables
+    def _table_file(self, f: BinaryIO, loc: str, name: str) -> Iterator[Record | Reject]:
+        if not name.endswith(".gz"):
+            yield from self._table(f, loc, _table_kind(name))
+            return
+        limits, size = self.limits, os.fstat(f.fileno()).st_size
+        unzipped = _Metered(gzip.GzipFile(fileobj=f, mode="rb"), size, limits.zip_max_ratio,
+                            _Budget(limits.zip_max_total_bytes))
+        with io.BufferedReader(unzipped) as stream:
+            yield from self._table(stream, loc, _table_kind(name))
+
+    def _table(self, stream: BinaryIO, loc: str, kind: str) -> Iterator[Record | Reject]:
+        """Rows of one table; a failure of the stream itself (bomb, corrupt gzip/zip, I/O) ends this table only."""
+        delimiter = "\t" if kind == "tsv" else ","
+        rows = self._json_rows(stream, loc) if kind == "json" else self._csv_rows(stream, loc, delimiter)
+        rest = "; rows before this point were read, the rest of the table was not"
+        seen = False
+        try:
+            for item in rows:
+                seen = True
+                yield item
+        except _Rejected as r:
+            yield Reject(loc, r.reason, r.detail + rest)
+        except (EOFError, zlib.error, zipfile.BadZipFile, gzip.BadGzipFile) as e:
+            yield Reject(loc, "corrupt_archive", f"is truncated or corrupt ({e}){rest}; re-create the file")
+        except OSError as e:
+            yield Reject(loc, "unreadable", f"could not be read to the end ({e.strerror or e}){rest}")
+        else:
+            if not seen:
+                yield Reject(loc, "empty", "is a table without rows; fill it or remove it from the input")
+
+    def _json_rows(self, stream: BinaryIO, loc: str) -> Iterator[Record | Reject]:
+        bound = 6 * self.limits.max_file_bytes + CHUNK  # JSON escapes (\uXXXX) can take 6 bytes per character
+        for lineno, raw in _logical_lines(stream, bound, quoted=False):
+            where = f"{loc}:{lineno}"
+            if raw is None:
+                yield Reject(where, "too_large", f"the line is over {bound:,} bytes, too long for a script within "
+                                                 f"data.ingest.max_file_bytes={self.limits.max_file_bytes:,}; raise "
+                                                 "that limit if it is genuine, or remove the line")
+            elif raw.strip():
+                yield self._json_row(raw, where, first=lineno == 1)
+
+    def _json_row(self, raw: bytes, where: str, first: bool) -> Record | Reject:
+        try:
+            if first:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise _Rejected("undecodable", f"the line is not valid UTF-8 (offset {e.start}); write the table "
+                                               "as UTF-8") from None
+            hint = (" A .json input must hold JSON lines (one object per line), not one array: convert it with "
+                    "`jq -c '.[]'`." if line.lstrip().startswith("[") else "")
+            try:
+                obj = json.loads(line)
+            except (ValueError, RecursionError) as e:  # RecursionError: hostile nesting like [[[[...]]]]
+                raise _Rejected("malformed_json", f"is not valid JSON ({_short(str(e), 120)}); fix or remove the "
+                                                  f"line.{hint}") from None
+            if not isinstance(obj, dict):
+                raise _Rejected("wrong_type", f"is a JSON {type(obj).__name__}, not an object; write one object "
+                                              f"per line with 'text' and 'label'.{hint}")
+            return self._row(obj, where)
+        except _Rejected as r:
+            return Reject(where, r.reason, r.detail)
+
+    def _csv_rows(self, stream: BinaryIO, loc: str, delimiter: str) -> Iterator[Record | Reject]:
+        bound = 2 * self.limits.max_file_bytes + CHUNK  # quotes inside a field are doubled
+        if csv.field_size_limit() < bound:  # process-wide; the default 128 KB is smaller than many scripts
+            csv.field_size_limit(bound)
+        header: list[str] | None = None
+        for rowno, (_, raw) in enumerate(_logical_lines(stream, bound, quoted=True), start=1):
+            where = f"{loc}:row {rowno}"
+            try:
+                if raw is None:
+                    raise _Rejected("too_large", f"the row is over {bound:,} bytes, too long for a script within "
+                                                 f"data.ingest.max_file_bytes={self.limits.max_file_bytes:,} (or a "
+                                                 "quote is never closed); raise that limit or fix the row")
+                fields = _parse_csv_row(raw, delimiter, first=header is None)
+                if not fields:
+                    continue
+                if header is None:
+                    header = self._csv_header(fields)
+                    continue
+                if len(fields) != len(header):
+                    raise _Rejected("malformed_csv", f"has {len(fields)} fields but the header has {len(header)}; "
+                                                     "quote fields that hold the delimiter, quotes or line breaks")
+                yield self._row(dict(zip(header, fields)), where)
+            except _Rejected as r:
+                yield Reject(where, r.reason, r.detail)
+                if header is None:  # without a header no row can be read
+                    return
+
+    def _csv_header(self, fields: list[str]) -> list[str]:
+        header = [f.strip().lower() for f in fields]
+        if "text" not in header:
+            raise _Rejected("malformed_csv", f"the header {_short(fields, 100)} has no 'text' column; the first row "
+                                             "must name the columns, e.g. text,label,lang,source,group,id")
+        if self.labelled and "label" not in header:
+            raise _Rejected("missing_label", f"the header {_short(fields, 100)} has no 'label' column; add one "
+                                             "holding malicious or benign")
+        return header
+
+    def _row(self, row: dict, where: str) -> Record:
+        """A table row (JSON object or CSV fields by column name) as a Record; `_Rejected` says why not."""
+        text = row.get("text")
+        if text is None:
+            raise _Rejected("missing_text", "has no 'text'; every row needs the script in a 'text' field")
+        if not isinstance(text, str):
+            raise _Rejected("wrong_type", f"'text' is a {type(text).__name__}, not a string; store the script as "
+                                          "a string")
+        self._check_text(text)
+        label = ""
+        if self.labelled:
+            value = _optional(row, "label", (str, int))  # JSON 1/0/true are common; label_map gives them meaning
+            if value is None:
+                raise _Rejected("missing_label", "has no 'label'; give 'malicious' or 'benign'")
+            label = self._label(str(value))
+        lang = _optional(row, "lang", (str,))
+        source = _optional(row, "source", (str,))
+        group = _optional(row, "group", (str, int))
+        user_id = _optional(row, "id", (str, int))
+        if source is None:
+            source = where + (f"#{user_id}" if user_id is not None else "")
+        return self._record(text, label, lang, _clean(source), None if group is None else _clean(str(group)), None)
+
+    # ------------------------------------------------------------------------------------------------ archives
+    def _zip(self, f: BinaryIO, loc: str, label: str | None) -> Iterator[Record | Reject]:
+        """Members in archive order. `label` is set when the zip sits in a label folder: every member takes it."""
+        limits = self.limits
+        try:
+            declared = _declared_members(f)
+            if declared is not None and declared > limits.zip_max_members:
+                yield self._too_many_members(loc, declared)
+                return
+            archive = zipfile.ZipFile(f)
+        except Exception as e:  # hostile archives make zipfile raise nearly anything; one must not stop the stream
+            yield Reject(loc, "corrupt_archive", f"cannot be opened as a zip ({type(e).__name__}: "
+                                                 f"{_short(str(e), 120)}); re-create the archive or remove it")
+            return
+        with archive:
+            infos = archive.infolist()
+            if len(infos) > limits.zip_max_members:
+                yield self._too_many_members(loc, len(infos))
+                return
+            declared_total = sum(i.file_size for i in infos)
+            if declared_total > limits.zip_max_total_bytes:
+                yield Reject(loc, "zip_bomb", f"declares {declared_total:,} uncompressed bytes, over "
+                                              f"data.ingest.zip_max_total_bytes={limits.zip_max_total_bytes:,}; "
+                                              "split it, or raise that limit if it is genuine")
+                return
+            if all(i.filename.endswith("/") for i in infos):  # not is_dir(): it raises on an empty name
+                yield Reject(loc, "empty", "is an archive without files; re-create it or remove it")
+                return
+            wrapper = 0 if label is not None else self._wrapper_depth(infos)
+            budget = _Budget(limits.zip_max_total_bytes)
+            for info in infos:
+                yield from self._member(archive, info, f"{loc}!{info.filename}", label, wrapper, budget)
+                if budget.exhausted:
+                    return
+
+    def _too_many_members(self, loc: str, n: int) -> Reject:
+        return Reject(loc, "zip_bomb", f"has {n:,} members, over zip_max_members={self.limits.zip_max_members:,}; "
+                                       "split the archive")
+
+    def _wrapper_depth(self, infos: list[zipfile.ZipInfo]) -> int:
+        """1 when every member sits in one folder that is not a label (a zip of the dataset folder itself)."""
+        firsts = {i.filename.replace("\\", "/").split("/", 1)[0] for i in infos}
+        nested = all("/" in i.filename.replace("\\", "/") for i in infos)
+        return int(len(firsts) == 1 and nested and self._folder_label(next(iter(firsts))) is None)
+
+    def _member(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, loc: str, label: str | None, wrapper: int,
+                budget: _Budget) -> Iterator[Record | Reject]:
+        name = info.filename
+        parts = name.replace("\\", "/").split("/")
+        if name.endswith("/"):  # a folder entry
+            return
+        if name.startswith(("/", "\\")) or ".." in parts or re.match(r"[A-Za-z]:", name):
+            yield Reject(loc, "zip_slip", "has an absolute or parent-escaping name (zip slip); it is never read. "
+                                          "Re-create the archive with relative member names")
+            return
+        if stat.S_ISLNK(info.external_attr >> 16):
+            yield Reject(loc, "symlink_skipped", "is a symbolic link stored in the archive; links in archives are "
+                                                 "never followed. Store the file itself")
+            return
+        base, lower = parts[-1], parts[-1].lower()
+        top = None
+        if label is None and len(parts) - wrapper > 1:
+            top = parts[wrapper]
+            label = self._folder_label(top)
+        table = _table_kind(lower) if label is None else None
+        try:
+            stream = self._open_member(archive, info, lower, table is not None, budget)
+            if not table:
+                with stream:
+                    raw = stream.read(self.limits.max_file_bytes + 1)
+        except _Rejected as r:
+            yield Reject(loc, r.reason, r.detail)
+            return
+        except Exception as e:  # see _zip: a corrupt member ends that member only
+            yield self._member_error(loc, info, e)
+            return
+        if table:
+            with stream:
+                yield from self._table(stream, loc, table)
+        else:
+            yield self._script(raw, loc, base, label, top, in_archive=True)
+
+    def _open_member(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, lower: str, table: bool,
+                     budget: _Budget) -> BinaryIO:
+        """A metered, buffered stream of one member, after the checks that need no decompression."""
+        limits = self.limits
+        if lower.endswith(ARCHIVE_SUFFIXES):
+            raise _Rejected("nested_archive", "is an archive inside an archive, which is never opened; unpack it "
+                                              "and pass the inner archive itself")
+        if info.file_size > RATIO_FLOOR and info.file_size > limits.zip_max_ratio * max(info.compress_size, 1):
+            raise _Rejected("zip_bomb", f"declares {info.file_size:,} bytes from {info.compress_size:,} compressed, "
+                                        f"over data.ingest.zip_max_ratio={limits.zip_max_ratio:g}; a decompression "
+                                        "bomb. Remove it, or raise that limit if it is genuine")
+        if info.file_size > limits.max_file_bytes and not table:  # tables are streamed, their rows checked
+            raise _Rejected("too_large", self._too_large(info.file_size))
+        encrypted = info.flag_bits & 0x1
+        if encrypted and limits.zip_password is None:
+            raise _Rejected("bad_password", "is encrypted and no password is set; set data.ingest.zip_password")
+        member = archive.open(info, pwd=limits.zip_password if encrypted else None)
+        return io.BufferedReader(_Metered(member, info.compress_size, limits.zip_max_ratio, budget))
+
+    def _member_error(self, loc: str, info: zipfile.ZipInfo, e: Exception) -> Reject:
+        if info.flag_bits & 0x1 and isinstance(e, (RuntimeError, zlib.error, zipfile.BadZipFile)):
+            # zipfile says "Bad password"; a wrong password that passes its 1-in-256 check fails later, garbled
+            return Reject(loc, "bad_password", "cannot be decrypted with data.ingest.zip_password (wrong password, "
+                                               "or the member is corrupt); set the archive's password there")
+        if isinstance(e, NotImplementedError):
+            return Reject(loc, "unsupported_archive", f"uses a method zipfile cannot read ({e}); re-pack it with "
+                                                      "deflate and, if encrypted, ZipCrypto rather than AES")
+        return Reject(loc, "corrupt_archive", f"cannot be read ({type(e).__name__}: {_short(str(e), 120)}); "
+                                              "re-create the archive")
+
+
+def _optional(row: dict, key: str, types: tuple[type, ...]):
+    """An optional row field: None when absent, null or empty; `_Rejected` when of the wrong type."""
+    value = row.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, types):
+        raise _Rejected("wrong_type", f"'{key}' is a {type(value).__name__}; it must be a "
+                                      f"{' or '.join(t.__name__ for t in types)}")
+    return value
+
+
+def _parse_csv_row(raw: bytes, delimiter: str, first: bool) -> list[str]:
+    """The fields of one CSV row (already split off by `_logical_lines`); [] for a blank row."""
+    if first:
+        raw = raw.removeprefix(codecs.BOM_UTF8)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _Rejected("undecodable", f"the row is not valid UTF-8 (offset {e.start}); write the table as "
+                                       "UTF-8") from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    try:
+        rows = list(csv.reader([text], delimiter=delimiter, strict=True))  # strict: a stray quote is an error
+    except csv.Error as e:
+        raise _Rejected("malformed_csv", f"cannot be parsed ({e}); quote fields that hold the delimiter, quotes or "
+                                         "line breaks, doubling quotes inside them") from None
+    return rows[0] if rows else []

@@ -1,0 +1,105 @@
+"""The cheap baseline the report shows beside the LLM: TF-IDF over character n-grams + logistic regression.
+
+If a fine-tuned LLM cannot beat this, the data has shortcuts or the fine-tune failed; either way the reader must see
+it. Character n-grams within word boundaries ("char_wb") catch the tokens that matter in scripts (`iex`, `-enc`,
+`FromBase64String`, `/dev/tcp/`) without a language-specific tokenizer.
+
+Saved models hold no pickle: the vocabulary, idf weights and the linear model are written to one .npz file (loaded
+with allow_pickle=False) and the sklearn objects are rebuilt from them, so loading a file from elsewhere cannot run
+code.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from .records import atomic_write
+
+FORMAT = "sgpipe-tfidf-baseline/1"
+
+
+class TfidfBaseline:
+    """TF-IDF (char_wb n-grams, sublinear tf) + class-balanced logistic regression; scores are P(malicious).
+
+    Texts are cut to their first `max_chars` characters (huge minified files would otherwise dominate fit time) and
+    lowercased by default, so random-case obfuscation (`InVoKe-ExPrEsSiOn`) maps to the same n-grams.
+    Deterministic: liblinear with a fixed `seed`, and the vectorizer has no randomness.
+    """
+
+    def __init__(self, ngram_range: tuple[int, int] = (2, 5), max_features: int = 200_000, min_df: int = 2,
+                 C: float = 4.0, lowercase: bool = True, max_chars: int = 20_000, max_iter: int = 1000,
+                 seed: int = 0):
+        self.params = {"ngram_range": list(ngram_range), "max_features": max_features, "min_df": min_df, "C": C,
+                       "lowercase": lowercase, "max_chars": max_chars, "max_iter": max_iter, "seed": seed}
+        self.pipeline: Pipeline | None = None
+
+    def _vectorizer(self, min_df: int, vocabulary: dict[str, int] | None = None) -> TfidfVectorizer:
+        p = self.params
+        return TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(p["ngram_range"]), lowercase=p["lowercase"],
+                               sublinear_tf=True, max_features=None if vocabulary else p["max_features"],
+                               min_df=min_df, vocabulary=vocabulary, dtype=np.float64)
+
+    def _logreg(self) -> LogisticRegression:
+        p = self.params
+        return LogisticRegression(solver="liblinear", C=p["C"], class_weight="balanced", max_iter=p["max_iter"],
+                                  random_state=p["seed"])
+
+    def _cut(self, texts: Sequence[str]) -> list[str]:
+        return [t[: self.params["max_chars"]] for t in texts]
+
+    def fit(self, texts: Sequence[str], y: Sequence[int]) -> "TfidfBaseline":
+        """Fit on texts with labels y (1 = malicious, 0 = benign; see `Record.y`)."""
+        y = np.asarray(y).astype(np.int64)
+        if len(texts) != y.size:
+            raise ValueError(f"TfidfBaseline.fit: {len(texts)} texts but {y.size} labels")
+        if set(np.unique(y).tolist()) != {0, 1}:
+            raise ValueError(f"TfidfBaseline.fit: labels must contain both 0 (benign) and 1 (malicious), got "
+                             f"{sorted(set(y.tolist()))}; check the train split")
+        # min_df=2 drops n-grams seen in a single script (mostly random strings); tiny sets cannot afford it
+        min_df = self.params["min_df"] if len(texts) >= 10 * self.params["min_df"] else 1
+        self.pipeline = Pipeline([("tfidf", self._vectorizer(min_df)), ("logreg", self._logreg())])
+        self.pipeline.fit(self._cut(texts), y)
+        return self
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """P(malicious) for each text, shape (n,)."""
+        if self.pipeline is None:
+            raise RuntimeError("TfidfBaseline: call fit() or TfidfBaseline.load(path) before predict_proba()")
+        return self.pipeline.predict_proba(self._cut(texts))[:, 1]
+
+    def save(self, path: str | Path) -> None:
+        """Write vocabulary, idf and the linear model to one .npz (no pickle), atomically."""
+        if self.pipeline is None:
+            raise RuntimeError("TfidfBaseline: nothing to save; call fit() first")
+        vec, lr = self.pipeline.named_steps["tfidf"], self.pipeline.named_steps["logreg"]
+        terms = sorted(vec.vocabulary_, key=vec.vocabulary_.get)  # term at its column index
+        # JSON (ASCII-escaped) rather than a numpy string array: numpy strips trailing NULs and n-grams may have them
+        meta = json.dumps({"format": FORMAT, "params": self.params, "vocabulary": terms}, ensure_ascii=True)
+        with atomic_write(path, "wb") as f:
+            np.savez_compressed(f, meta=np.array(meta), idf=vec.idf_, coef=lr.coef_, intercept=lr.intercept_)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TfidfBaseline":
+        """Rebuild a model written by `save`; predictions are identical to the saved model's."""
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}; "
+                                 "re-fit and save the baseline with this version of sgpipe")
+            idf, coef, intercept = z["idf"], z["coef"], z["intercept"]
+        p = meta["params"]
+        model = cls(ngram_range=tuple(p["ngram_range"]), max_features=p["max_features"], min_df=p["min_df"], C=p["C"],
+                    lowercase=p["lowercase"], max_chars=p["max_chars"], max_iter=p["max_iter"], seed=p["seed"])
+        vec = model._vectorizer(1, vocabulary={t: i for i, t in enumerate(meta["vocabulary"])})
+        vec.idf_ = idf  # the setter builds the fitted TfidfTransformer around the stored weights
+        lr = model._logreg()
+        lr.classes_, lr.coef_, lr.intercept_ = np.array([0, 1]), coef, intercept
+        lr.n_features_in_ = coef.shape[1]
+        model.pipeline = Pipeline([("tfidf", vec), ("logreg", lr)])
+        return model

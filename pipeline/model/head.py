@@ -1,0 +1,307 @@
+"""The verdict head: the LM head cut to the two label rows, its loss, batched scoring, save/load and export.
+
+A causal LM predicts the verdict as the next token after "Verdict:". Only two rows of its (vocab x hidden) output
+matrix matter, so the head is replaced by those two rows (index 0 benign, 1 malicious): the two-way softmax is then
+the same before training, the loss never builds vocabulary-wide logits (3-4x less memory and time, STACK-NOTES), and
+the model exports as a standard `Starcoder2ForSequenceClassification`.
+
+On disk a classifier directory holds `sgpipe_classifier.json` (format, label ids, base model, prompt), the tokenizer,
+and either the whole trimmed model (`full`) or a PEFT adapter (`lora`) whose `modules_to_save` carries the 2-row head;
+a LoRA directory also holds `base/` (the trimmed base weights) when the base cannot be reloaded by name (tiny model).
+Only safetensors are read unless `allow_pickle=True`.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.model import prompt
+from pipeline.records import LABELS, write_json
+
+CLASSIFIER_FILE = "sgpipe_classifier.json"
+EXPORT_PROMPT_FILE = "sgpipe_prompt.json"
+
+
+def trim_lm_head(model, label_ids: Sequence[int]):
+    """Replace `model.lm_head` by a bias-free Linear(hidden, 2) holding the rows of `label_ids` (benign, malicious).
+
+    Untie first: StarCoder2 ties the head to the embeddings, and a later `tie_weights()` would otherwise silently put
+    the full-vocabulary head back. No bias, like `Starcoder2ForSequenceClassification.score`, so export is a copy.
+    The label ids are recorded in the config so a loader can rebuild the same head. Returns the model, changed in place.
+    """
+    old = model.get_output_embeddings()
+    if old.bias is not None:
+        raise ValueError(f"{type(model).__name__}'s LM head has a bias; the two-row head assumes none, like StarCoder2")
+    model.config.tie_word_embeddings = False
+    if hasattr(model, "all_tied_weights_keys"):  # transformers 5 caches the tying map at init: recompute it
+        model.all_tied_weights_keys = model.get_expanded_tied_weights_keys(all_submodels=True)
+    rows = old.weight.detach()[list(label_ids)].clone()
+    head = nn.Linear(rows.shape[1], 2, bias=False, device=rows.device, dtype=rows.dtype)
+    head.weight.data.copy_(rows)
+    model.set_output_embeddings(head)
+    model.config.sgpipe_label_token_ids = [int(i) for i in label_ids]
+    return model
+
+
+def verdict_positions(labels: torch.Tensor, label_ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positions, classes) from collated labels (-100 everywhere but the verdict token).
+
+    The logits that predict the verdict sit one position before it. Each row must carry exactly one label token:
+    anything else means the dataset was not built by `prompt.build_training_row` (or `completion_only_loss` was off).
+    """
+    mask = labels != -100
+    counts = mask.sum(1)
+    if not bool((counts == 1).all()):
+        raise ValueError(
+            f"each row must have exactly one non -100 label (the verdict), got counts {counts.tolist()}: build rows "
+            "with pipeline.model.prompt.build_training_row and pass completion_only_loss=True to SFTConfig"
+        )
+    positions = mask.int().argmax(1)
+    if bool((positions == 0).any()):
+        raise ValueError("a verdict token at position 0 has no prompt before it")
+    tokens = labels[torch.arange(len(labels), device=labels.device), positions]
+    benign, malicious = label_ids
+    if not bool(((tokens == benign) | (tokens == malicious)).all()):
+        raise ValueError(f"label tokens {tokens.tolist()} are not the verdict ids ({benign}, {malicious})")
+    return positions - 1, (tokens == malicious).long()
+
+
+def last_token_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last real token of each right-padded row: where a prompt ending in "Verdict:" predicts."""
+    return attention_mask.sum(1) - 1
+
+
+def two_label_loss(
+    logits2: torch.Tensor,
+    y: torch.Tensor,
+    smoothing: float = 0.0,
+    class_weights: torch.Tensor | None = None,
+    num_items: int | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Cross-entropy over the two classes, smoothed over the two classes only (0.1 -> targets 0.05 / 0.95).
+
+    `class_weights[c]` scales the loss of every example of class c. The sum is divided by `num_items` (the Trainer's
+    count of label tokens over the whole accumulated batch, so gradient accumulation averages correctly) or by the
+    batch size.
+    """
+    logp = F.log_softmax(logits2.float(), dim=-1)
+    target = F.one_hot(y, 2).float() * (1.0 - smoothing) + smoothing / 2
+    per_example = -(target * logp).sum(-1)
+    if class_weights is not None:
+        per_example = per_example * class_weights.to(per_example)[y]
+    return per_example.sum() / (len(y) if num_items is None else num_items)
+
+
+def score_ids(model, prompts: Sequence[Sequence[int]], batch_size: int = 16, pad_token_id: int = 0) -> np.ndarray:
+    """P(malicious) for prompt ids (from `prompt.encode`): batched, right-padded, one forward per batch."""
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # similar lengths together: less padding
+    out = np.empty(len(prompts), dtype=np.float64)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(order), batch_size):
+                rows = [prompts[i] for i in order[start:start + batch_size]]
+                width = max(len(r) for r in rows)
+                input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+                attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+                for b, r in enumerate(rows):
+                    input_ids[b, :len(r)] = torch.tensor(r)
+                    attention_mask[b, :len(r)] = 1
+                logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                               use_cache=False).logits
+                if logits.shape[-1] != 2:
+                    raise ValueError(f"the model has a {logits.shape[-1]}-way head: call trim_lm_head first")
+                last = last_token_positions(attention_mask).to(device)
+                p = torch.softmax(logits[torch.arange(len(rows), device=device), last].float(), dim=-1)[:, 1]
+                out[order[start:start + len(rows)]] = p.cpu().numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def score(model, tokenizer, texts: Sequence[str], langs: Sequence[str], max_length: int, head_ratio: float = 0.75,
+          batch_size: int = 16) -> np.ndarray:
+    """P(malicious) for each script: the two-way softmax at the position after "Verdict:". No generation."""
+    prompts = [prompt.encode(t, lang, tokenizer, max_length, head_ratio) for t, lang in zip(texts, langs, strict=True)]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return score_ids(model, prompts, batch_size, pad)
+
+
+# ---- save / load -----------------------------------------------------------------------------------------------
+
+
+def _is_peft(model) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
+
+
+def _is_quantized(model) -> bool:
+    return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
+
+
+def _base_state_dict(peft_model) -> dict[str, torch.Tensor]:
+    """The frozen base weights under a PEFT model, with PEFT's wrappers peeled off (no LoRA, original head)."""
+    state = {}
+    for key, value in peft_model.get_base_model().state_dict().items():
+        if "lora_" in key or ".modules_to_save." in key:
+            continue
+        state[key.replace(".base_layer.", ".").replace(".original_module.", ".")] = value.contiguous()
+    return state
+
+
+def save_classifier(model, tokenizer, out_dir: str | Path, *, base_model: str | None) -> Path:
+    """Write a trained classifier to `out_dir` (see the module docstring for the layout).
+
+    `base_model`: for LoRA, the name or path `load_classifier` reloads the base from (e.g. "bigcode/starcoder2-3b");
+    None stores the base weights in `out_dir/base` instead (required for the randomly initialised tiny model).
+    """
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    peft = _is_peft(model)
+    config = model.get_base_model().config if peft else model.config
+    label_ids = getattr(config, "sgpipe_label_token_ids", None)
+    if label_ids is None:
+        raise ValueError("the model's head is not trimmed (no config.sgpipe_label_token_ids): call trim_lm_head first")
+    model.save_pretrained(out)  # safetensors: the whole trimmed model, or the adapter + the 2-row head
+    if peft and base_model is None:
+        if _is_quantized(model):
+            raise ValueError("a quantized base cannot be stored in the classifier: pass base_model=<its name or path>")
+        (out / "base").mkdir(exist_ok=True)
+        config.save_pretrained(out / "base")
+        save_file(_base_state_dict(model), str(out / "base" / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer.save_pretrained(out)
+    write_json(out / CLASSIFIER_FILE, {
+        "format": "lora" if peft else "full",
+        "labels": list(LABELS),
+        "label_token_ids": list(label_ids),
+        "base_model": base_model if peft else None,
+        "prompt": {"prefix": prompt.PREFIX, "suffix": prompt.SUFFIX, "marker": prompt.MARKER,
+                   "label_words": list(prompt.LABEL_WORDS)},
+    })
+    return out
+
+
+def _state_dict_files(directory: Path, allow_pickle: bool) -> list[Path]:
+    index = directory / "model.safetensors.index.json"
+    if index.exists():
+        return sorted({directory / f for f in json.loads(index.read_text())["weight_map"].values()})
+    if (directory / "model.safetensors").exists():
+        return [directory / "model.safetensors"]
+    if allow_pickle and (directory / "pytorch_model.bin").exists():
+        return [directory / "pytorch_model.bin"]
+    raise FileNotFoundError(
+        f"{directory}: no model.safetensors (pickled .bin files are read only with allow_pickle=True)"
+    )
+
+
+def load_trimmed_model(directory: str | Path, *, dtype: torch.dtype = torch.float32, allow_pickle: bool = False):
+    """A whole trimmed causal LM saved by `save_pretrained`: built from its config, head cut, weights loaded strictly.
+
+    `AutoModelForCausalLM.from_pretrained` cannot do this: the checkpoint's head has 2 rows where the config says
+    vocab_size (size mismatch), and `ignore_mismatched_sizes=True` would silently re-initialise the head.
+    """
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    directory = Path(directory)
+    config = AutoConfig.from_pretrained(directory)
+    label_ids = getattr(config, "sgpipe_label_token_ids", None)
+    if label_ids is None:
+        raise ValueError(f"{directory / 'config.json'}: no sgpipe_label_token_ids, not a trimmed sgpipe checkpoint")
+    model = trim_lm_head(AutoModelForCausalLM.from_config(config, dtype=dtype), label_ids)
+    state = {}
+    for f in _state_dict_files(directory, allow_pickle):
+        state.update(load_file(str(f)) if f.suffix == ".safetensors" else torch.load(f, map_location="cpu"))
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def _default_base_loader(name: str):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+
+
+def load_classifier(path: str | Path, base_model_loader: Callable[[str], object] | None = None, *,
+                    allow_pickle: bool = False):
+    """(model, tokenizer) from a directory written by `save_classifier`, in eval mode.
+
+    For LoRA without a stored base, `base_model_loader(name)` returns the untrimmed base (default: fp32 from
+    `AutoModelForCausalLM`; pass the backend's loader for 4-bit); its head is trimmed the same way, then the adapter
+    (with its trained 2-row head) is applied.
+    """
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    path = Path(path)
+    meta_file = path / CLASSIFIER_FILE
+    if not meta_file.exists():
+        raise FileNotFoundError(f"{meta_file} is missing: {path} was not written by save_classifier")
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if meta["format"] == "full":
+        return load_trimmed_model(path, allow_pickle=allow_pickle), tokenizer
+    if not (path / "adapter_model.safetensors").exists() and not allow_pickle:
+        raise FileNotFoundError(f"{path / 'adapter_model.safetensors'} is missing (pickled adapters need allow_pickle)")
+    if (path / "base").is_dir():
+        base = load_trimmed_model(path / "base", allow_pickle=allow_pickle)
+    else:
+        base = trim_lm_head((base_model_loader or _default_base_loader)(meta["base_model"]), meta["label_token_ids"])
+    return PeftModel.from_pretrained(base, path, is_trainable=False).eval(), tokenizer
+
+
+# ---- export ----------------------------------------------------------------------------------------------------
+
+
+def export_sequence_classifier(model, tokenizer, out_dir: str | Path, *, max_length: int, head_ratio: float) -> Path:
+    """Write a standard `Starcoder2ForSequenceClassification` (num_labels 2) + tokenizer + `sgpipe_prompt.json`.
+
+    LoRA is merged into a copy of the model (the argument is left as it is); the base must not be quantized, since
+    merging into 4-bit weights doubles the rounding error: reload with `load_classifier` on an fp32 base first.
+    Its `score` layer reads the last non-pad token, which is where the verdict is predicted, so on prompts from
+    `prompt.encode` (recorded in sgpipe_prompt.json) it gives the same probabilities as `score`.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    if _is_peft(model):
+        if _is_quantized(model):
+            raise ValueError("cannot merge LoRA into a quantized base: load_classifier(..., base_model_loader=<fp32 "
+                             "loader>) and export that")
+        model = copy.deepcopy(model).merge_and_unload()
+    head = model.get_output_embeddings()
+    if head.weight.shape[0] != 2:
+        raise ValueError(f"the model has a {head.weight.shape[0]}-row head: call trim_lm_head before training")
+    config = copy.deepcopy(model.config)
+    config.architectures = None
+    config.num_labels = 2
+    config.id2label = dict(enumerate(LABELS))
+    config.label2id = {label: i for i, label in enumerate(LABELS)}
+    config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    classifier = AutoModelForSequenceClassification.from_config(config, dtype=head.weight.dtype)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("lm_head.")}
+    state["score.weight"] = head.weight.detach()
+    classifier.load_state_dict(state, strict=True)
+    out = Path(out_dir)
+    classifier.save_pretrained(out)
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.padding_side = "right"  # the export is used with the tokenizer's own padding: right, like score()
+    tokenizer.save_pretrained(out)
+    write_json(out / EXPORT_PROMPT_FILE, {
+        "prefix": prompt.PREFIX, "suffix": prompt.SUFFIX, "marker": prompt.MARKER, "max_length": max_length,
+        "head_ratio": head_ratio, "labels": list(LABELS),
+        "note": "prompt ids = tokens(prefix.format(lang)) + tokens(script, cut to fit) + tokens(suffix), each part "
+                "tokenised alone without special tokens; pipeline.model.prompt.encode is the reference",
+    })
+    return out

@@ -1,0 +1,447 @@
+"""The typed configuration: every knob sgpipe has, its type, default, range, help text and the seed guide's advice.
+
+Loading order, last wins: schema defaults <- YAML file <- presets (`--preset`) <- overrides (`--set a.b=v`).
+Every key is read by some stage; `STAGE_SLICES` in runner.py says which stage reads which section, and that slice is
+what the stage's fingerprint covers, so changing a key reruns exactly the stages that read it.
+
+Errors are `ConfigError`s that name the key and the fix: an unknown key names the closest valid one, an out-of-range
+value names the range, a contradiction between keys names both.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .transforms import DEFAULT_TRANSFORMS, OBFUSCATING, TRANSFORMS
+
+TINY_MODEL_ID = "tiny-starcoder2"  # the built-in offline model: a small StarCoder2 with a locally trained tokenizer
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the user: which key, what is wrong, how to fix it."""
+
+
+def _f(default, help: str, guide: str = "", **kw):
+    """A field with help text and the seed guide's advice (shown by `sgpipe config explain`)."""
+    return Field(default, description=help, json_schema_extra={"guide": guide} if guide else None, **kw)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ---------------------------------------------------------------------------------------------------------- run
+class RunConfig(Section):
+    name: str = _f("sgpipe", "Run name: names the default run directory (runs/<name>), the report folder "
+                   "(reports/<name>) and the tracker run.", "Format {project}-{dataset}-{version}, e.g. scriptguard-dedup-85.",
+                   min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")
+    seed: int = _f(42, "Seed for every random choice: split, augmentation, balancing, model init, data order.",
+                   ge=0, le=2**31 - 1)
+
+
+# --------------------------------------------------------------------------------------------------------- data
+class IngestConfig(Section):
+    inputs: list[str] = _f(["data/tiny/scripts.jsonl"], "Files, folders or archives to read: JSONL/CSV (optionally "
+                           ".gz), folders laid out as <root>/malicious/** and <root>/benign/**, or zip archives.",
+                           min_length=1)
+    max_file_bytes: int = _f(1_000_000, "Largest script (file, archive member or record) accepted; bigger ones are "
+                             "rejected with reason too_large.", ge=1, le=1_000_000_000)
+    min_chars: int = _f(1, "Shortest script accepted (after stripping); shorter ones are rejected as empty.",
+                        ge=1, le=100_000)
+    label_map: dict[str, Literal["malicious", "benign"]] = _f(
+        {}, "Extra label spellings and what they mean, e.g. {'1': malicious, '0': benign}. Only 'malicious' and "
+        "'benign' (any case) are accepted without it.")
+    follow_symlinks: bool = _f(False, "Follow symbolic links inside input folders (never outside the folder).")
+    zip_password: str | None = _f("infected", "Password tried on encrypted zip members (malware archives "
+                                  "conventionally use 'infected').")
+    zip_max_ratio: float = _f(100.0, "Compression ratio above which a zip member is treated as a zip bomb.",
+                              ge=1.0, le=100_000.0)
+    zip_max_total_bytes: int = _f(2_000_000_000, "Most uncompressed bytes read from one archive.",
+                                  ge=1, le=1_000_000_000_000)
+
+
+class DedupConfig(Section):
+    enabled: bool = _f(True, "Remove near-duplicates (exact duplicates are always removed).")
+    threshold: float = _f(0.85, "Jaccard similarity of token n-gram shingles at or above which two scripts are "
+                          "near-duplicates. Every candidate pair is verified exactly.",
+                          "0.85 keeps diversity high while catching one-line edits (seed guide: dedup_threshold 0.85).",
+                          ge=0.5, le=1.0)
+    ngram_size: int = _f(5, "Tokens per shingle.", ge=1, le=20)
+    num_perm: int = _f(128, "MinHash permutations: more gives better recall of candidates, slower.", ge=16, le=1024)
+    conflict_policy: Literal["drop", "majority"] = _f(
+        "drop", "A near-duplicate cluster holding both labels: drop it whole, or keep the majority label "
+        "(ties are dropped).")
+    workers: int = _f(2, "Processes used to hash scripts.", ge=1, le=256)
+
+
+class SplitConfig(Section):
+    val_size: float = _f(0.1, "Fraction for validation: early stopping, checkpoint and threshold choice.",
+                         ge=0.05, le=0.3)
+    test_size: float = _f(0.2, "Fraction for test: read once, by evaluate.",
+                          "<1k samples: 0.3; 1k-10k: 0.2; >10k: 0.1.", ge=0.05, le=0.3)
+    group_key: Literal["none", "group", "source"] = _f(
+        "group", "Record field whose values never straddle splits (records without it are their own group).")
+    stratify_by_lang: bool = _f(True, "Stratify by label and language (falls back to label where a cell is too small).")
+    augment_after_split: bool = _f(True, "Must stay true: augmenting before splitting puts variants of one script in "
+                                   "train and test (leakage).", "Seed guide fix for 'Specificity: 0.00'.")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not self.augment_after_split:
+            raise ValueError("data.split.augment_after_split=false is refused: augmenting before the split puts "
+                             "variants of one script on both sides of it (leakage). Remove the key.")
+        if self.val_size + self.test_size > 0.6:
+            raise ValueError("data.split.val_size + data.split.test_size must be at most 0.6 to leave a training set.")
+        return self
+
+
+class AugmentConfig(Section):
+    enabled: bool = _f(True, "Add label-preserving variants of training scripts (train split only, both classes).")
+    variants_per_sample: int = _f(1, "Variants attempted per training script.", ge=0, le=20)
+    probability: float = _f(0.5, "Probability that each listed transform is applied to a variant.", ge=0.0, le=1.0)
+    transforms: list[str] = _f(list(DEFAULT_TRANSFORMS), "Transforms to draw from, in order: "
+                               + ", ".join(TRANSFORMS) + ".")
+    obfuscating_wrappers: bool = _f(False, "Also use base64/hex wrappers (" + ", ".join(OBFUSCATING) + "), on both "
+                                    "classes alike.")
+
+    @model_validator(mode="after")
+    def _check(self):
+        unknown = [t for t in self.transforms if t not in TRANSFORMS]
+        if unknown:
+            raise ValueError(f"unknown transform(s) {unknown}; choose from {list(TRANSFORMS)}")
+        wrappers = [t for t in self.transforms if t in OBFUSCATING]
+        if wrappers and not self.obfuscating_wrappers:
+            raise ValueError(f"{wrappers} are obfuscating wrappers: set data.augment.obfuscating_wrappers=true to use them")
+        return self
+
+
+class BalanceConfig(Section):
+    method: Literal["none", "oversample", "undersample", "hybrid"] = _f(
+        "hybrid", "How the training split is balanced: hybrid oversamples the minority up to oversample_ratio of the "
+        "majority, then undersamples the majority to target_ratio.", "Seed guide: balance_method hybrid.")
+    oversample_ratio: float = _f(0.8, "Minority size after oversampling, as a fraction of the majority.",
+                                 gt=0.0, le=1.0)
+    target_ratio: float = _f(1.0, "Minority/majority ratio after undersampling.", gt=0.0, le=1.0)
+
+
+class DataConfig(Section):
+    ingest: IngestConfig = IngestConfig()
+    dedup: DedupConfig = DedupConfig()
+    split: SplitConfig = SplitConfig()
+    augment: AugmentConfig = AugmentConfig()
+    balance: BalanceConfig = BalanceConfig()
+
+
+# -------------------------------------------------------------------------------------------------------- model
+class TinyModelConfig(Section):
+    vocab_size: int = _f(4096, "Tokenizer vocabulary trained on the run's training texts.", ge=512, le=65_536)
+    hidden_size: int = _f(128, "Hidden size.", ge=16, le=4096)
+    intermediate_size: int = _f(512, "MLP size.", ge=16, le=16_384)
+    num_layers: int = _f(2, "Transformer layers.", ge=1, le=48)
+    num_heads: int = _f(4, "Attention heads.", ge=1, le=64)
+    num_kv_heads: int = _f(2, "Key/value heads (grouped-query attention).", ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
+            raise ValueError("model.tiny: hidden_size must divide by num_heads and num_heads by num_kv_heads")
+        return self
+
+
+class ModelConfig(Section):
+    model_id: str = _f("bigcode/starcoder2-3b", f"Hub id or local path of the base model, or '{TINY_MODEL_ID}' for the "
+                       "built-in offline StarCoder2 (random init, tokenizer trained on the run's data).",
+                       "8-12 GB: starcoder2-1b; 16-24 GB: starcoder2-3b (production); 40-80 GB: starcoder2-7b.")
+    backend: Literal["auto", "unsloth", "hf"] = _f("auto", "auto = Unsloth when a CUDA device is present and Unsloth "
+                                                   "is installed, else Hugging Face transformers + PEFT.")
+    finetuning_type: Literal["lora", "full"] = _f("lora", "LoRA adapters (pretrained models) or full fine-tuning "
+                                                  "(the random-init tiny model, which has nothing to adapt).")
+    device: Literal["auto", "cpu", "cuda"] = _f("auto", "Where to train and score.", "Always cuda when you have a GPU.")
+    max_length: int = _f(512, "Tokens per example, prompt and verdict included. Scripts are truncated by tokens "
+                         "(head and tail) so the verdict always fits.", "2048 is the usual LLM cut-off; 512 is "
+                         "enough for the tiny model.", ge=32, le=32_768)
+    truncation_head_ratio: float = _f(0.75, "Share of a truncated script's token budget kept from its start (the "
+                                      "rest from its end).", ge=0.0, le=1.0)
+    load_in_4bit: bool = _f(True, "Load the base model in 4 bits (QLoRA). CUDA only.", "Always on below 80 GB VRAM.")
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = _f("nf4", "4-bit quantisation type.")
+    bnb_4bit_compute_dtype: Literal["bfloat16", "float16", "float32"] = _f("bfloat16", "Compute dtype of 4-bit layers.")
+    bnb_4bit_use_double_quant: bool = _f(True, "Quantise the quantisation constants too (saves ~0.4 bit/param).")
+    use_flash_attention_2: bool = _f(True, "Use flash-attention 2 when installed on an Ampere+ GPU, else sdpa.",
+                                     "2-3x faster on RTX 3000+/A100.")
+    gradient_checkpointing: bool = _f(True, "Recompute activations in backward to save memory (CUDA only).",
+                                      "<24 GB: true; >40 GB: false (faster).")
+    trust_remote_code: bool = _f(False, "Run model code shipped with a hub checkpoint. Off: sgpipe needs none.")
+    allow_pickle_weights: bool = _f(False, "Accept pickle (.bin) weights. Off: only safetensors are loaded.")
+    tiny: TinyModelConfig = TinyModelConfig()
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.device == "cpu" and self.load_in_4bit:
+            raise ValueError("model.load_in_4bit needs CUDA; on CPU the model runs in fp32: "
+                             "--set model.load_in_4bit=false")
+        if self.model_id == TINY_MODEL_ID and self.load_in_4bit:
+            raise ValueError(f"the built-in {TINY_MODEL_ID} runs in fp32: --set model.load_in_4bit=false")
+        return self
+
+
+class LoraSection(Section):
+    r: int = _f(16, "LoRA rank.", "<1k samples: 8; 1k-10k: 16; 10k-100k: 32; >100k: 64.", ge=1, le=256)
+    alpha: int = _f(32, "LoRA scaling (update scale alpha/r).", "Usually 2 x r; = r against overfitting.", ge=1, le=1024)
+    dropout: float = _f(0.15, "Dropout on the LoRA path.", "Overfitting: 0.2-0.3; balanced: 0.15; underfitting: 0.05-0.1.",
+                        ge=0.0, le=0.5)
+    target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj", "c_fc", "c_proj"],
+                                   "Linear layers that get adapters, or ['all-linear']. Checked against the model: "
+                                   "StarCoder2 has q/k/v/o_proj, c_fc, c_proj (no gate/up/down_proj).",
+                                   "Minimal q,v; standard q,k,v,o; production: every linear layer.", min_length=1)
+    use_rslora: bool = _f(False, "Rank-stabilised scaling alpha/sqrt(r): helps at high ranks.")
+    use_dora: bool = _f(False, "Weight-decomposed LoRA: slightly better, ~slower.")
+
+
+# ----------------------------------------------------------------------------------------------------- training
+Optim = Literal["adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit", "adafactor", "sgd"]
+Scheduler = Literal["linear", "cosine", "cosine_with_restarts", "cosine_with_min_lr", "polynomial", "constant",
+                    "constant_with_warmup"]
+BestMetric = Literal["eval_loss", "eval_roc_auc", "eval_specificity", "eval_sensitivity", "eval_balanced_accuracy"]
+
+
+class TrainingConfig(Section):
+    per_device_train_batch_size: int = _f(4, "Examples per device per step.", "24 GB: 4 with accumulation 8.", ge=1, le=1024)
+    per_device_eval_batch_size: int = _f(8, "Examples per device per evaluation/scoring batch.", ge=1, le=4096)
+    gradient_accumulation_steps: int = _f(8, "Steps whose gradients add up before an update.",
+                                          "Effective batch = batch x accumulation: aim for 32-64.", ge=1, le=1024)
+    learning_rate: float = _f(4e-5, "Peak learning rate.", "1B: 1e-4; 3B: 4e-5; 7B+: 2e-5; from scratch: 1e-3.",
+                              gt=0.0, le=1e-2)
+    weight_decay: float = _f(0.15, "AdamW weight decay.", "<1k: 0.2-0.3; 1k-10k: 0.15; 10k-100k: 0.05-0.1.",
+                             ge=0.0, le=0.5)
+    label_smoothing_factor: float = _f(0.1, "Label smoothing over the two labels: 0.1 gives targets 0.05/0.95.",
+                                       "0.1-0.15 when the model calls everything one class ('Specificity: 0.00').",
+                                       ge=0.0, le=0.3)
+    class_weights: Literal["none", "balanced"] = _f("none", "Weight the loss by inverse class frequency.")
+    optim: Optim = _f("paged_adamw_8bit", "Optimizer. 8-bit optimizers need CUDA; on CPU adamw_torch is used "
+                      "(logged).", "<=24 GB: paged_adamw_8bit; >40 GB: adamw_torch.")
+    lr_scheduler_type: Scheduler = _f("cosine", "Learning-rate schedule after warmup.", "1-3 epochs: cosine.")
+    warmup_steps: int = _f(100, "Linear warmup steps (0 to use warmup_ratio).", "About 5-10% of total steps.",
+                           ge=0, le=100_000)
+    warmup_ratio: float = _f(0.0, "Warmup as a fraction of total steps (when warmup_steps is 0).", ge=0.0, le=0.5)
+    max_grad_norm: float = _f(1.0, "Gradient clipping norm.", "Full fine-tune 1.0; LoRA 0.3-1.0.", gt=0.0, le=100.0)
+    num_epochs: float = _f(1.0, "Passes over the training split.", "Small data: 3; medium/large: 1.", gt=0.0, le=100.0)
+    max_steps: int = _f(-1, "Stop after this many optimizer steps (-1: use num_epochs).", ge=-1, le=10_000_000)
+    eval_strategy: Literal["steps", "epoch", "no"] = _f("steps", "When to evaluate on the VALIDATION split.",
+                                                        "Always steps: it enables early stopping.")
+    eval_steps: int = _f(50, "Steps between evaluations.", "About 2-5% of total steps.", ge=1, le=1_000_000)
+    save_steps: int = _f(50, "Steps between checkpoints.", "Equal to eval_steps.", ge=1, le=1_000_000)
+    save_total_limit: int = _f(2, "Checkpoints kept on disk (the best is always kept).", ge=1, le=1000)
+    logging_steps: int = _f(10, "Steps between training-loss log lines.", ge=1, le=100_000)
+    load_best_model_at_end: bool = _f(True, "Finish with the best checkpoint by metric_for_best_model.",
+                                      "Always true: the last checkpoint may be overfitted.")
+    metric_for_best_model: BestMetric = _f("eval_loss", "Validation metric that picks the best checkpoint.")
+    early_stopping: bool = _f(True, "Stop when the validation metric stops improving.")
+    early_stopping_patience: int = _f(2, "Evaluations without improvement before stopping.",
+                                      "patience x eval_steps = 100-200 steps.", ge=1, le=100)
+    early_stopping_threshold: float = _f(0.001, "Smallest change that counts as an improvement.", ge=0.0, le=1.0)
+    bf16: bool = _f(True, "bfloat16 mixed precision (Ampere+ GPUs; off on CPU, logged).")
+    fp16: bool = _f(False, "float16 mixed precision (older GPUs).")
+    tf32: bool = _f(True, "TF32 matmuls on Ampere+ GPUs.")
+    group_by_length: bool = _f(True, "Batch scripts of similar length together to cut padding.", "~15% faster.")
+    packing: bool = _f(False, "Must stay false: packing puts several scripts in one row and breaks one verdict per row.")
+    torch_threads: int = _f(0, "CPU threads for torch (0: torch's default).", ge=0, le=256)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.packing:
+            raise ValueError("training.packing=true is refused: the classifier reads one verdict per row and packing "
+                             "puts several scripts in one row. Remove the key.")
+        if self.bf16 and self.fp16:
+            raise ValueError("training.bf16 and training.fp16 are both true: choose one")
+        if self.warmup_steps and self.warmup_ratio:
+            raise ValueError("set training.warmup_steps or training.warmup_ratio, not both (the other to 0)")
+        if self.early_stopping and not self.load_best_model_at_end:
+            raise ValueError("training.early_stopping needs training.load_best_model_at_end=true")
+        if self.load_best_model_at_end:
+            if self.eval_strategy == "no":
+                raise ValueError("training.load_best_model_at_end needs evaluation: set training.eval_strategy=steps")
+            if self.eval_strategy == "steps" and self.save_steps % self.eval_steps:
+                raise ValueError(f"training.save_steps ({self.save_steps}) must be a multiple of training.eval_steps "
+                                 f"({self.eval_steps}) when load_best_model_at_end is true")
+        return self
+
+
+# ------------------------------------------------------------------------------------------ evaluation, report
+class EvaluationConfig(Section):
+    threshold_policy: Literal["youden", "target_specificity", "target_sensitivity", "max_f1", "fixed"] = _f(
+        "youden", "How the decision threshold is chosen on the VALIDATION split.")
+    target: float = _f(0.99, "Target for target_specificity / target_sensitivity.", ge=0.5, le=1.0)
+    fixed_threshold: float = _f(0.5, "Threshold for the fixed policy.", ge=0.0, le=1.0)
+    bootstrap_samples: int = _f(1000, "Bootstrap resamples for 95% intervals (0: none).", ge=0, le=100_000)
+    baseline: bool = _f(True, "Train and score a TF-IDF + logistic regression baseline beside the model.")
+
+
+class ReportConfig(Section):
+    dir: str = _f("reports", "Folder under which reports/<run.name>/ is written.")
+    worst_examples: int = _f(10, "False positives and false negatives shown (escaped, cut).", ge=0, le=1000)
+    excerpt_chars: int = _f(400, "Characters of each example shown.", ge=20, le=20_000)
+
+
+class TrackingConfig(Section):
+    report_to: list[Literal["wandb", "tensorboard", "mlflow", "none"]] = _f(
+        ["none"], "Experiment trackers.", "Development: wandb; production: wandb + tensorboard; offline: tensorboard.")
+    project: str = _f("sgpipe", "Tracker project name.")
+    tags: list[str] = _f([], "Extra tags for the tracker run.")
+    wandb_mode: Literal["auto", "online", "offline", "disabled"] = _f(
+        "auto", "auto = online with an API key, else offline (logged).")
+
+
+class Config(Section):
+    run: RunConfig = RunConfig()
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    lora: LoraSection = LoraSection()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    report: ReportConfig = ReportConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    def get(self, dotted: str) -> Any:
+        node: Any = self
+        for part in dotted.split("."):
+            node = getattr(node, part)
+        return node
+
+    def slice(self, dotted: str) -> Any:
+        """A JSON-ready copy of one section or key: what a stage's fingerprint and manifest record."""
+        value = self.get(dotted)
+        return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+def all_keys(model: type[BaseModel] = Config, prefix: str = "", leaves_only: bool = False) -> list[str]:
+    """Every dotted key of the schema (sections included unless `leaves_only`)."""
+    keys = []
+    for name, field in model.model_fields.items():
+        key = prefix + name
+        sub = field.annotation
+        is_section = isinstance(sub, type) and issubclass(sub, BaseModel)
+        if not (is_section and leaves_only):
+            keys.append(key)
+        if is_section:
+            keys += all_keys(sub, key + ".", leaves_only)
+    return keys
+
+
+def _closest(key: str) -> str:
+    keys = all_keys()
+    leaf_matches = [k for k in keys if k.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1]]
+    best = difflib.get_close_matches(key, keys, n=1, cutoff=0.5) or leaf_matches[:1]
+    if not best:  # e.g. 'lora_r' -> 'lora.r': compare the leaf names alone
+        by_leaf = {k.rsplit(".", 1)[-1]: k for k in keys}
+        leaf = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(by_leaf), n=1, cutoff=0.6)
+        best = [by_leaf[leaf[0]]] if leaf else []
+    return f" Did you mean '{best[0]}'?" if best else ""
+
+
+def _explain(err: ValidationError, origin: str) -> ConfigError:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{key}'.{_closest(key)}")
+        elif e["type"] == "value_error":
+            lines.append(str(e["msg"]).removeprefix("Value error, ") + (f" (in '{key}')" if key else ""))
+        else:
+            lines.append(f"'{key}': {e['msg']} (got {e.get('input')!r}). See `sgpipe config explain {key}`.")
+    return ConfigError(f"invalid configuration ({origin}):\n  " + "\n  ".join(lines))
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """'training.learning_rate=1e-4' -> ('training.learning_rate', 0.0001). Values are YAML scalars or lists."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects KEY=VALUE, got {item!r} (e.g. --set training.learning_rate=1e-4)")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str) and _looks_numeric(raw):
+        value = float(raw)  # YAML 1.1 reads '1e-4' as a string
+    return key, value
+
+
+def _looks_numeric(raw: str) -> bool:
+    try:
+        float(raw)
+        return True
+    except ValueError:
+        return False
+
+
+def _set_dotted(tree: dict, key: str, value: Any) -> None:
+    if key not in all_keys():
+        raise ConfigError(f"unknown key '{key}'.{_closest(key)} Run `sgpipe config show` for every key.")
+    node = tree
+    *parents, leaf = key.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"'{p}' in '{key}' is a value, not a section")
+    node[leaf] = value
+
+
+def load_config(path: str | Path | None = None, presets: list[str] = (), overrides: list[str] = (),
+                inputs: list[str] | None = None) -> Config:
+    """Resolve a config: defaults <- YAML file <- presets <- --set overrides <- --input paths."""
+    from .presets import PRESETS  # local: presets import this module's key list
+
+    tree: dict = {}
+    origin = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist (try configs/tiny.yaml)")
+        try:
+            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not valid YAML: {e}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections (run, data, model, ...), not {type(tree).__name__}")
+        origin = str(path)
+    for name in presets:
+        if name not in PRESETS:
+            near = difflib.get_close_matches(name, list(PRESETS), n=1)
+            raise ConfigError(f"unknown preset '{name}'." + (f" Did you mean '{near[0]}'?" if near else "")
+                              + f" Presets: {', '.join(PRESETS)}")
+        for key, value in PRESETS[name].changes.items():
+            _set_dotted(tree, key, value)
+    for item in overrides:
+        _set_dotted(tree, *parse_override(item))
+    if inputs:
+        _set_dotted(tree, "data.ingest.inputs", list(inputs))
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as e:
+        raise _explain(e, origin) from None
+
+
+def field_info(key: str) -> dict:
+    """Help, default, range and guidance of one dotted key (for `sgpipe config explain`)."""
+    if key not in all_keys():
+        raise ConfigError(f"unknown key '{key}'.{_closest(key)}")
+    model: type[BaseModel] = Config
+    *parents, leaf = key.split(".")
+    for p in parents:
+        model = model.model_fields[p].annotation
+    field = model.model_fields[leaf]
+    bounds = {}
+    for m in field.metadata:
+        for attr in ("ge", "gt", "le", "lt", "min_length", "max_length"):
+            if getattr(m, attr, None) is not None:
+                bounds[attr] = getattr(m, attr)
+    default = field.default
+    if isinstance(default, BaseModel):
+        default = default.model_dump(mode="json")
+    return {"key": key, "type": str(field.annotation).replace("typing.", ""), "default": default,
+            "range": bounds, "help": field.description or "", "guide": (field.json_schema_extra or {}).get("guide", "")}

@@ -1,0 +1,261 @@
+"""The stage graph and the only place that knows stage order, caching and how outputs are published.
+
+A stage is a module in `pipeline/stages/` with `run(ctx) -> counts`. It reads upstream outputs from the run directory
+and writes its own files into `ctx.out`, a private temporary directory. When `run` returns, the runner writes
+`manifest.json` and swaps the directory into `<run-dir>/<stage>/` by rename, so an interrupted stage leaves nothing a
+later run would trust: a stage directory without a manifest, or with a manifest whose fingerprint is not the
+expected one, is never used.
+
+Fingerprint of a stage = hash(stage name, the config slices it reads, the *output digests* of its upstream stages).
+Keying on upstream outputs rather than upstream configs gives early cut-off: a config change that leaves an upstream
+output byte-identical does not rerun what follows it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import import_module
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from . import __version__
+from .config import Config
+from .records import read_json, write_json
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    deps: tuple[str, ...]  # upstream stages whose outputs this stage reads
+    reads: tuple[str, ...]  # config slices that shape this stage's output (its fingerprint covers exactly these)
+    doc: str
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("ingest", (), ("data.ingest",), "read inputs into records; reject bad ones with reasons"),
+    Stage("dedup", ("ingest",), ("data.dedup",), "drop exact and near-duplicates; resolve label conflicts"),
+    Stage("split", ("dedup",), ("data.split", "data.dedup.threshold", "data.dedup.ngram_size", "data.dedup.num_perm",
+                                "run.seed"), "train/val/test split and leakage check"),
+    Stage("augment", ("split",), ("data.augment", "run.seed"), "label-preserving variants of train scripts"),
+    Stage("balance", ("augment",), ("data.balance", "run.seed"), "hybrid over/under-sampling of train"),
+    Stage("train", ("balance", "split"), ("model", "lora", "training", "run.seed"),
+          "fine-tune the classifier (val for early stopping)"),
+    Stage("evaluate", ("train", "balance", "split"), ("evaluation", "run.seed"),
+          "threshold on val, metrics on test, baseline"),
+    Stage("report", ("evaluate", "train", "balance", "augment", "split", "dedup", "ingest"),
+          ("report", "run.name"), "markdown, HTML, JSON and plots"),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+BY_NAME = {s.name: s for s in STAGES}
+MANIFEST = "manifest.json"
+
+
+class StageError(RuntimeError):
+    """A stage could not run; the message says why and what to do. Earlier outputs are untouched."""
+
+
+@dataclass
+class StageContext:
+    """What a stage sees: its config, where to read upstream outputs, where to write, and how to talk."""
+
+    stage: Stage
+    config: Config
+    run_dir: Path
+    out: Path  # private temporary directory: everything written here is published atomically on success
+    work: Path  # persistent scratch space that survives interrupts (checkpoints for --resume); never trusted as output
+    fingerprint: str = ""  # what this run of the stage will be recorded under
+    options: dict = field(default_factory=dict)  # stage-specific command-line options (e.g. resume)
+    log: Callable[[str], None] = print
+
+    def input(self, stage: str, name: str) -> Path:
+        if stage not in self.stage.deps:
+            raise StageError(f"stage {self.stage.name} reads {stage}/{name} but does not declare {stage} as a dependency")
+        path = self.run_dir / stage / name
+        if not path.exists():
+            raise StageError(f"{path} is missing: run `sgpipe {stage}` (or `sgpipe all`) first")
+        return path
+
+    def manifest(self, stage: str) -> dict:
+        return read_json(self.input(stage, MANIFEST))
+
+
+# ------------------------------------------------------------------------------------------------ fingerprints
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def input_stats(paths: Iterable[str]) -> list:
+    """Cheap identity of the input files (path, size, mtime), like make: content hashing 10 GB would cost minutes."""
+    stats = []
+    for p in paths:
+        root = Path(p)
+        if root.is_dir():
+            for dirpath, dirnames, filenames in os.walk(root):  # no symlink following, as in readers
+                dirnames.sort()
+                for name in sorted(filenames):
+                    f = Path(dirpath, name)
+                    try:
+                        st = f.lstat()
+                        stats.append((str(f), st.st_size, st.st_mtime_ns))
+                    except OSError:
+                        stats.append((str(f), None, None))
+        elif root.exists():
+            st = root.stat()
+            stats.append((str(root), st.st_size, st.st_mtime_ns))
+        else:
+            stats.append((str(root), None, None))
+    return stats
+
+
+def fingerprint(stage: Stage, config: Config, upstream: dict[str, str]) -> str:
+    slices = {key: config.slice(key) for key in stage.reads}
+    extra = {"inputs": input_stats(config.data.ingest.inputs)} if stage.name == "ingest" else {}
+    return _digest({"stage": stage.name, "config": slices, "upstream": upstream, "version": __version__, **extra})
+
+
+def output_digest(directory: Path) -> str:
+    """Hash of every file a stage wrote (manifest excluded): what downstream fingerprints key on."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST):
+        h.update(str(path.relative_to(directory)).encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def versions() -> dict:
+    """Library versions for the manifest; heavy libraries only when a stage already imported them."""
+    out = {"python": platform.python_version(), "sgpipe": __version__}
+    for name in ("numpy", "datasketch", "sklearn", "torch", "transformers", "trl", "peft", "accelerate", "unsloth"):
+        module = sys.modules.get(name)
+        if module is not None:
+            out[name] = getattr(module, "__version__", "?")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------ status
+@dataclass
+class StageStatus:
+    stage: Stage
+    state: str  # done | stale | missing
+    expected: str | None  # fingerprint the current config asks for (None when an upstream is not done)
+    manifest: dict | None
+
+
+def read_manifest(run_dir: Path, name: str) -> dict | None:
+    path = run_dir / name / MANIFEST
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return None  # missing or unreadable: not trusted
+
+
+def status(config: Config, run_dir: Path, name: str, known: dict[str, StageStatus] | None = None) -> StageStatus:
+    known = {} if known is None else known
+    if name in known:
+        return known[name]
+    stage = BY_NAME[name]
+    manifest = read_manifest(run_dir, name)
+    upstream = {}
+    for dep in stage.deps:
+        dep_status = known.get(dep) or status(config, run_dir, dep, known)
+        if dep_status.state != "done":
+            known[name] = StageStatus(stage, "stale" if manifest else "missing", None, manifest)
+            return known[name]
+        upstream[dep] = dep_status.manifest["output_digest"]
+    expected = fingerprint(stage, config, upstream)
+    if manifest is None:
+        state = "missing"
+    else:
+        state = "done" if manifest.get("fingerprint") == expected else "stale"
+    known[name] = StageStatus(stage, state, expected, manifest)
+    return known[name]
+
+
+def statuses(config: Config, run_dir: Path) -> list[StageStatus]:
+    known: dict[str, StageStatus] = {}
+    return [status(config, run_dir, s.name, known) for s in STAGES]
+
+
+# ---------------------------------------------------------------------------------------------------- running
+def run_stage(config: Config, run_dir: Path, name: str, options: dict | None = None,
+              log: Callable[[str], None] = print) -> dict:
+    """Run one stage whose upstream is done, and publish its outputs atomically. Returns the manifest."""
+    stage = BY_NAME[name]
+    st = status(config, run_dir, name)
+    if st.expected is None:
+        missing = [d for d in stage.deps if status(config, run_dir, d).state != "done"]
+        raise StageError(f"{name} needs {', '.join(missing)} first: run `sgpipe all --until {name}`")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp_root = run_dir / ".tmp"
+    tmp_root.mkdir(exist_ok=True)
+    out = tmp_root / f"{name}-{os.getpid()}-{time.time_ns()}"
+    out.mkdir()
+    work = run_dir / ".work" / name
+    work.mkdir(parents=True, exist_ok=True)
+    ctx = StageContext(stage, config, run_dir, out, work, st.expected, options or {}, log)
+    started = time.time()
+    try:
+        module = import_module(f"pipeline.stages.{name}")
+        counts = module.run(ctx)
+        manifest = {
+            "stage": name,
+            "fingerprint": st.expected,
+            "inputs": {dep: read_manifest(run_dir, dep)["fingerprint"] for dep in stage.deps},
+            "config": {key: config.slice(key) for key in stage.reads},
+            "counts": counts,
+            "seconds": round(time.time() - started, 3),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "versions": versions(),
+            "output_digest": output_digest(out),
+        }
+        write_json(out / MANIFEST, manifest)
+        _publish(out, run_dir / name)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return manifest
+
+
+def _publish(src: Path, dst: Path) -> None:
+    """Swap a finished stage directory into place. A crash between the renames leaves no trusted directory."""
+    old = None
+    if dst.exists():
+        old = src.with_name(src.name + "-old")
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def clean_temporaries(run_dir: Path) -> None:
+    """Remove the leftovers of interrupted stages (never trusted anyway)."""
+    shutil.rmtree(run_dir / ".tmp", ignore_errors=True)
+
+
+def run_pipeline(config: Config, run_dir: Path, until: str | None = None, force: set[str] = frozenset(),
+                 options: dict | None = None, log: Callable[[str], None] = print,
+                 on_done: Callable[[dict, bool], None] | None = None) -> list[str]:
+    """Bring every stage up to `until` up to date. Stages in `force` rerun even when cached. Returns those that ran."""
+    last = STAGE_NAMES.index(until) if until else len(STAGES) - 1
+    clean_temporaries(run_dir)
+    ran = []
+    for stage in STAGES[: last + 1]:
+        st = status(config, run_dir, stage.name)
+        if st.state == "done" and stage.name not in force:
+            log(f"[{stage.name}] up to date (fingerprint {st.expected[:12]})")
+            if on_done:
+                on_done(st.manifest, True)
+            continue
+        log(f"[{stage.name}] running: {stage.doc}")
+        manifest = run_stage(config, run_dir, stage.name, options, log)
+        ran.append(stage.name)
+        if on_done:
+            on_done(manifest, False)
+    return ran

@@ -1,0 +1,182 @@
+"""Train: fine-tune the classifier on the balanced train split, early-stopping on VAL (never test).
+
+The story, top to bottom: setup (model, tokenizer, datasets, arguments) -> train -> cleanup (save the best model,
+its scoring spec and the log history). The loss is the two-label cross-entropy at the verdict position only
+(pipeline/model/trainer.py); every other training knob maps onto TRL's SFTConfig in `training_arguments`.
+
+Outputs: classifier/ (weights or adapter with the 2-row head, tokenizer, prompt and scoring spec),
+log_history.json (the trainer's log: losses, learning rate, grad norm, eval metrics), environment.json.
+Checkpoints live in the run's persistent work folder (`.work/train/checkpoints`), so `--resume` survives a kill.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from ..config import TINY_MODEL_ID, Config
+from ..records import read_records, write_json
+from ..runner import StageContext, StageError
+
+CHECKPOINTS = "checkpoints"
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise StageError("model.device=cuda but no CUDA device is visible: use --set model.device=cpu "
+                         "(and model.load_in_4bit=false)")
+    return "cuda" if requested == "auto" and torch.cuda.is_available() else ("cpu" if requested == "auto" else requested)
+
+
+def training_arguments(cfg: Config, output_dir: Path, device: str, log) -> "SFTConfig":
+    """Every `training.*` key, mapped onto SFTConfig; GPU-only features are turned off on CPU, and said so."""
+    from trl import SFTConfig
+
+    t, cuda = cfg.training, device == "cuda"
+    optim = t.optim
+    if not cuda and optim in ("paged_adamw_8bit", "adamw_8bit", "adamw_torch_fused"):
+        log(f"[train] optim {optim} needs CUDA: using adamw_torch on CPU")
+        optim = "adamw_torch"
+    if not cuda and (t.bf16 or t.fp16 or t.tf32):
+        log("[train] bf16/fp16/tf32 are GPU features: training in fp32 on CPU")
+    evaluating = t.eval_strategy != "no"
+    return SFTConfig(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate, weight_decay=t.weight_decay, optim=optim,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_steps if t.warmup_steps else t.warmup_ratio,  # transformers 5: a float < 1 is a ratio
+        max_grad_norm=t.max_grad_norm, num_train_epochs=t.num_epochs, max_steps=t.max_steps,
+        eval_strategy=t.eval_strategy, eval_steps=t.eval_steps, eval_on_start=evaluating,
+        save_strategy=t.eval_strategy if (t.load_best_model_at_end and evaluating) else "steps",
+        save_steps=t.save_steps, save_total_limit=t.save_total_limit, logging_steps=t.logging_steps,
+        logging_first_step=True,
+        load_best_model_at_end=t.load_best_model_at_end, metric_for_best_model=t.metric_for_best_model,
+        greater_is_better=t.metric_for_best_model != "eval_loss",
+        bf16=t.bf16 and cuda, fp16=t.fp16 and cuda, tf32=(t.tf32 if cuda else None),
+        gradient_checkpointing=cfg.model.gradient_checkpointing and cuda,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        max_length=cfg.model.max_length, packing=False, completion_only_loss=True,
+        label_smoothing_factor=0.0,  # smoothing is over the two labels, inside VerdictTrainer
+        use_cpu=not cuda, report_to=[r for r in cfg.tracking.report_to if r != "none"] or "none",
+        run_name=cfg.run.name, seed=cfg.run.seed, data_seed=cfg.run.seed,
+        dataloader_num_workers=0, disable_tqdm=False,
+    )
+
+
+def class_weights(labels: list[int], mode: str) -> tuple[float, float] | None:
+    if mode == "none":
+        return None
+    n, pos = len(labels), sum(labels)
+    return (n / (2 * (n - pos)), n / (2 * pos))
+
+
+def run(ctx: StageContext) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import EarlyStoppingCallback, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from ..model.backends import load_model
+    from ..model.classifier import Classifier
+    from ..model.prompt import build_training_row
+    from ..model.trainer import VerdictTrainer, compute_verdict_metrics
+    from ..tracking import environment, setup_tracking
+
+    cfg, m, t = ctx.config, ctx.config.model, ctx.config.training
+    started = time.time()
+
+    # ---- setup
+    if t.torch_threads:
+        torch.set_num_threads(t.torch_threads)
+    set_seed(cfg.run.seed)
+    device = resolve_device(m.device)
+    train_records = list(read_records(ctx.input("balance", "train.jsonl")))
+    val_records = list(read_records(ctx.input("split", "val.jsonl")))
+    tiny = m.model_id == TINY_MODEL_ID
+    model, tokenizer, info = load_model(
+        m.model_id, m.backend, max_length=m.max_length, load_in_4bit=m.load_in_4bit,
+        quant_type=m.bnb_4bit_quant_type, compute_dtype=m.bnb_4bit_compute_dtype,
+        double_quant=m.bnb_4bit_use_double_quant, use_flash_attention_2=m.use_flash_attention_2,
+        gradient_checkpointing=m.gradient_checkpointing, trust_remote_code=m.trust_remote_code, device=device,
+        finetuning_type=m.finetuning_type, lora_r=cfg.lora.r, lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout, target_modules=cfg.lora.target_modules, use_rslora=cfg.lora.use_rslora,
+        use_dora=cfg.lora.use_dora, seed=cfg.run.seed, tiny=m.tiny.model_dump() if tiny else None,
+        # the tokenizer learns from distinct training texts only: val and test never shape it
+        tokenizer_texts=sorted({r.text for r in train_records}) if tiny else None)
+    ctx.log(f"[train] {info}")
+
+    def rows(records):
+        return Dataset.from_list([build_training_row(r.text, r.lang, r.label, tokenizer, m.max_length,
+                                                     m.truncation_head_ratio) for r in records])
+
+    train_ds, val_ds = rows(train_records), rows(val_records)
+    checkpoints = ctx.work / CHECKPOINTS
+    resume = _resume_point(ctx, checkpoints, get_last_checkpoint)
+    args = training_arguments(cfg, checkpoints, device, ctx.log)
+    setup_tracking(cfg, ctx.log)
+    callbacks = []
+    if t.early_stopping:
+        callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold))
+    trainer = VerdictTrainer(
+        model, args, train_dataset=train_ds, eval_dataset=val_ds if t.eval_strategy != "no" else None,
+        processing_class=tokenizer, label_smoothing=t.label_smoothing_factor,
+        class_weights=class_weights([r.y for r in train_records], t.class_weights),
+        compute_metrics=compute_verdict_metrics, callbacks=callbacks)
+    # TRL drops rows whose labels were truncated away; ours cannot be, and this proves it on every run.
+    for name, built, prepared in (("train", train_ds, trainer.train_dataset), ("val", val_ds, trainer.eval_dataset)):
+        if prepared is not None and len(prepared) != len(built):
+            raise StageError(f"{len(built) - len(prepared)} {name} rows were dropped by the trainer: a verdict was lost")
+
+    # ---- train
+    result = trainer.train(resume_from_checkpoint=resume)
+    final = trainer.evaluate() if t.eval_strategy != "no" else {}
+
+    # ---- cleanup: the best model (already reloaded when load_best_model_at_end), its spec, its history
+    Classifier.save(trainer.model, tokenizer, ctx.out / "classifier", base_model=None if tiny else m.model_id,
+                    max_length=m.max_length, head_ratio=m.truncation_head_ratio)
+    history = trainer.state.log_history
+    write_json(ctx.out / "log_history.json", history)
+    write_json(ctx.out / "environment.json", {**environment(), "model": info})
+    evals = [h for h in history if "eval_loss" in h]
+    counts = {
+        "train_rows": len(train_ds), "val_rows": len(val_ds), "steps": trainer.state.global_step,
+        "epochs": round(trainer.state.epoch or 0.0, 3), "resumed_from": Path(resume).name if resume else None,
+        "train_loss": round(result.training_loss, 5), "train_seconds": round(time.time() - started, 1),
+        "val_loss_start": evals[0]["eval_loss"] if evals else None,
+        "val_loss_end": final.get("eval_loss"), "val_roc_auc_end": final.get("eval_roc_auc"),
+        "best_checkpoint": Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None,
+        "backend": info.get("backend"), "device": device,
+        "trainable_parameters": info.get("trainable_params"),
+    }
+    shutil.rmtree(checkpoints, ignore_errors=True)  # published: nothing left to resume
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    ctx.log(f"[train] {counts['steps']} steps in {counts['train_seconds']} s; val loss {fmt(counts['val_loss_start'])}"
+            f" -> {fmt(counts['val_loss_end'])}, val ROC AUC {fmt(counts['val_roc_auc_end'])}")
+    return counts
+
+
+def _resume_point(ctx: StageContext, checkpoints: Path, get_last_checkpoint) -> str | None:
+    """The last checkpoint of an interrupted run of THIS configuration, when --resume asks for it.
+
+    Checkpoints are tagged with the stage fingerprint: resuming a run whose config or data changed would silently
+    mix two experiments, so that is refused with the fix.
+    """
+    tag = checkpoints / "fingerprint"
+    if not ctx.options.get("resume"):
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        checkpoints.mkdir(parents=True)
+        tag.write_text(ctx.fingerprint)
+        return None
+    if not checkpoints.is_dir() or get_last_checkpoint(str(checkpoints)) is None:
+        raise StageError(f"--resume: no checkpoint in {checkpoints}; run `sgpipe train` without --resume")
+    if not tag.exists() or tag.read_text() != ctx.fingerprint:
+        raise StageError("--resume: the checkpoints belong to a different config or data; rerun without --resume")
+    last = get_last_checkpoint(str(checkpoints))
+    ctx.log(f"[train] resuming from {last}")
+    return last

@@ -1,0 +1,30 @@
+"""Shared fixtures. Tests run with one torch thread: two xdist workers share 2 cores, and 2 threads per process
+ran 7x slower than 1 when the other core was busy (STACK-NOTES)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_DATA = ROOT / "data" / "tiny" / "scripts.jsonl"
+TINY_CONFIG = ROOT / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    import sys
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    yield
+
+
+@pytest.fixture
+def tiny_overrides() -> list[str]:
+    """Point the tiny config at the committed dataset by absolute path (tests run from any cwd)."""
+    return [f"data.ingest.inputs=[{TINY_DATA}]", "data.dedup.workers=1"]

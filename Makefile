@@ -23,7 +23,7 @@ demo: setup
 	$(VENV)/bin/sgpipe all --config configs/tiny.yaml
 
 test: setup
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --durations=10
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile --durations=10
 
 bench: setup
 	$(PY) -m benchmarks

@@ -44,8 +44,13 @@ def _run_dir(cfg: Config, run_dir: Optional[Path]) -> Path:
     return run_dir if run_dir is not None else Path("runs") / cfg.run.name
 
 
+def _display(message: str) -> str:
+    """Neutralise terminal escapes in text that may come from samples or paths, keeping the message's own lines."""
+    return "\n".join(safe_display(line) for line in message.split("\n"))
+
+
 def _fail(message: str, code: int) -> None:
-    err.print(f"[bold red]error:[/] {safe_display(message)}")
+    err.print("error: " + _display(message), markup=False, style="bold red")
     raise typer.Exit(code)
 
 
@@ -66,7 +71,7 @@ def _execute(until: str, only: Optional[str], config, preset, set_, input_, run_
         rd = _run_dir(cfg, run_dir)
         forced = set(STAGE_NAMES) if (force and only is None) else ({only} if only else set())
         run_pipeline(cfg, rd, until=until, force=forced, options=options or {},
-                     log=lambda m: console.print(safe_display(m), markup=False), on_done=_summary)
+                     log=lambda m: console.print(_display(m), markup=False), on_done=_summary)
     except ConfigError as e:
         _fail(str(e), 2)
     except (StageError, FileNotFoundError) as e:
@@ -92,8 +97,95 @@ def _stage_command(name: str, doc: str):
     return command
 
 
-for _stage in STAGES:
-    app.command(_stage.name)(_stage_command(_stage.name, _stage.doc))
+def evaluate_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_: List[str] = SetOpt,
+              input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt,
+              data: List[str] = typer.Option([], "--data", help="Score this labelled input (any format ingest "
+                                             "reads) instead of the test split; results go to <run>/evaluations/.")):
+    """Rerun evaluate (threshold on val, metrics on test), or evaluate the trained model on --data."""
+    if not data:
+        return _execute("evaluate", "evaluate", config, preset, set_, input_, run_dir, False)
+    from .stages.evaluate import evaluate_external
+
+    try:
+        cfg = _resolve(config, preset, set_, input_)
+        rd = _run_dir(cfg, run_dir)
+        out = rd / "evaluations" / "-".join(Path(d).name for d in data)[:80]
+        result = evaluate_external(cfg, rd, list(data), out)
+    except ConfigError as e:
+        _fail(str(e), 2)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e), 1)
+    m = result["model"]
+    console.print(f"n={m['n']} sensitivity={m['sensitivity']} specificity={m['specificity']} roc_auc={m['roc_auc']} "
+                  f"(threshold {result['threshold']:.4f}, {result['rejected']} rejected) -> {out}", markup=False)
+
+
+for _stage in STAGES:  # registered in pipeline order, so --help lists them as they run
+    app.command(_stage.name)(evaluate_ if _stage.name == "evaluate" else _stage_command(_stage.name, _stage.doc))
+
+
+@app.command("predict")
+def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/CSV, zips, or - for stdin."),
+             model: Path = typer.Option(Path("runs/tiny"), "--model", "-m", help="Run directory or export."),
+             fmt: str = typer.Option("table", "--format", help="table | json | jsonl | csv"),
+             fail_on_malicious: bool = typer.Option(False, "--fail-on-malicious",
+                                                    help="Exit 1 when any input is judged malicious (CI gates)."),
+             threshold: Optional[float] = typer.Option(None, "--threshold", help="Override the stored threshold."),
+             config: Optional[Path] = ConfigOpt, set_: List[str] = SetOpt):
+    """Score unknown scripts: P(malicious) and the verdict at the stored threshold. Nothing is executed."""
+    from .model.classifier import open_classifier
+    from .predict import predict, render
+    from .stages.ingest import limits_from_config
+
+    try:
+        cfg = _resolve(config, [], set_, [])
+        classifier = open_classifier(model, allow_pickle=cfg.model.allow_pickle_weights)
+    except ConfigError as e:
+        _fail(str(e), 2)
+    except FileNotFoundError as e:
+        _fail(str(e), 1)
+    flagged = []
+
+    def tracked():
+        for p in predict(paths, classifier, limits_from_config(cfg.data.ingest), threshold=threshold):
+            if p.verdict == "malicious":
+                flagged.append(p.location)
+            yield p
+
+    try:
+        render(tracked(), fmt)
+    except ValueError as e:
+        _fail(str(e), 2)
+    if fail_on_malicious and flagged:
+        err.print(f"{len(flagged)} input(s) judged malicious", markup=False)
+        raise typer.Exit(1)
+
+
+@app.command("export")
+def export_(out: Path = typer.Argument(..., help="Output folder for the exported model."),
+            model: Path = typer.Option(Path("runs/tiny"), "--model", "-m", help="Run directory."),
+            merged: bool = typer.Option(True, "--merged/--adapter", help="Merge LoRA into a standard "
+                                        "Starcoder2ForSequenceClassification (default), or copy the adapter.")):
+    """Export the trained classifier: loadable with AutoModelForSequenceClassification, threshold included."""
+    import shutil
+
+    from .model.classifier import THRESHOLD_FILE, Classifier
+    from .model.head import export_sequence_classifier
+
+    source = model / "train" / "classifier"
+    if not source.is_dir():
+        _fail(f"{source} is missing: train first (`sgpipe all --until train`)", 1)
+    threshold = model / "evaluate" / THRESHOLD_FILE
+    if merged:
+        clf = Classifier.load(source)
+        export_sequence_classifier(clf.model, clf.tokenizer, out, max_length=clf.max_length,
+                                   head_ratio=clf.head_ratio)
+    else:
+        shutil.copytree(source, out, dirs_exist_ok=True)
+    if threshold.exists():
+        shutil.copy(threshold, out / THRESHOLD_FILE)
+    console.print(f"exported to {out}" + ("" if threshold.exists() else " (no threshold yet: run evaluate)"),
+                  markup=False)
 
 
 @app.command("status")

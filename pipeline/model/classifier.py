@@ -1,7 +1,8 @@
 """The trained classifier as users meet it: model + tokenizer + the scoring spec it was trained with (+ threshold).
 
 Evaluate, predict and export all go through `Classifier`, so they score with exactly the prompt, max length and
-truncation the model was trained with: train/eval prompt skew is impossible by construction.
+truncation the model was trained with: train/eval prompt skew is impossible by construction. `open_classifier`
+accepts a run directory, a classifier directory, or an export (`sgpipe export`), so predict works on all three.
 """
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from typing import Sequence
 import numpy as np
 
 from ..records import Record, write_json
-from . import head
+from . import head, prompt
 
 SCORING_FILE = "sgpipe_scoring.json"  # max_length and head_ratio used to build the training prompts
+THRESHOLD_FILE = "threshold.json"  # written by evaluate (chosen on validation), copied by export
 
 
 @dataclass
@@ -25,6 +27,7 @@ class Classifier:
     max_length: int
     head_ratio: float
     threshold: float | None = None  # chosen on validation by evaluate; None until then
+    exported: bool = False  # a Starcoder2ForSequenceClassification export rather than the trimmed causal LM
 
     @staticmethod
     def save(model, tokenizer, out_dir: Path, *, base_model: str | None, max_length: int, head_ratio: float) -> Path:
@@ -46,9 +49,51 @@ class Classifier:
             threshold = float(json.loads(Path(threshold_file).read_text(encoding="utf-8"))["threshold"])
         return cls(model, tokenizer, int(spec["max_length"]), float(spec["head_ratio"]), threshold)
 
+    @classmethod
+    def load_export(cls, path: str | Path) -> "Classifier":
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        path = Path(path)
+        spec = json.loads((path / head.EXPORT_PROMPT_FILE).read_text(encoding="utf-8"))
+        model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True).eval()
+        threshold_file = path / THRESHOLD_FILE
+        threshold = json.loads(threshold_file.read_text())["threshold"] if threshold_file.exists() else None
+        return cls(model, AutoTokenizer.from_pretrained(path), int(spec["max_length"]), float(spec["head_ratio"]),
+                   threshold, exported=True)
+
     def score(self, texts: Sequence[str], langs: Sequence[str], batch_size: int = 16) -> np.ndarray:
         """P(malicious) per script."""
-        return head.score(self.model, self.tokenizer, texts, langs, self.max_length, self.head_ratio, batch_size)
+        if not self.exported:
+            return head.score(self.model, self.tokenizer, texts, langs, self.max_length, self.head_ratio, batch_size)
+        import torch
+
+        prompts = [prompt.encode(t, lang, self.tokenizer, self.max_length, self.head_ratio)
+                   for t, lang in zip(texts, langs, strict=True)]
+        out = np.empty(len(prompts))
+        pad = self.tokenizer.pad_token_id
+        with torch.no_grad():
+            for start in range(0, len(prompts), batch_size):
+                rows = prompts[start:start + batch_size]
+                width = max(len(r) for r in rows)
+                ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+                mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+                logits = self.model(input_ids=ids, attention_mask=mask).logits
+                out[start:start + len(rows)] = torch.softmax(logits.float(), -1)[:, 1].numpy()
+        return out
 
     def score_records(self, records: Sequence[Record], batch_size: int = 16) -> np.ndarray:
         return self.score([r.text for r in records], [r.lang for r in records], batch_size)
+
+
+def open_classifier(path: str | Path, *, allow_pickle: bool = False) -> Classifier:
+    """A run directory (runs/<name>), a classifier directory (runs/<name>/train/classifier) or an export."""
+    path = Path(path)
+    if (path / "train" / "classifier").is_dir():
+        return Classifier.load(path / "train" / "classifier", path / "evaluate" / THRESHOLD_FILE,
+                               allow_pickle=allow_pickle)
+    if (path / head.CLASSIFIER_FILE).exists():
+        return Classifier.load(path, path / THRESHOLD_FILE, allow_pickle=allow_pickle)
+    if (path / head.EXPORT_PROMPT_FILE).exists():
+        return Classifier.load_export(path)
+    raise FileNotFoundError(f"{path} is neither a run directory (with train/classifier), a classifier directory, nor "
+                            "an export: run `sgpipe all`, or pass --model runs/<name>")

@@ -50,7 +50,7 @@ def run(ctx: StageContext) -> dict:
 
     cfg, seed = ctx.config.evaluation, ctx.config.run.seed
     val = list(read_records(ctx.input("split", "val.jsonl")))
-    test_path = Path(ctx.options["data"]) if ctx.options.get("data") else ctx.input("split", "test.jsonl")
+    test_path = ctx.input("split", "test.jsonl")
     test = list(read_records(test_path))
     y_val = np.array([r.y for r in val])
     y_test = np.array([r.y for r in test])
@@ -91,3 +91,34 @@ def run(ctx: StageContext) -> dict:
     keys = ("n", "sensitivity", "specificity", "roc_auc", "pr_auc", "eval_loss", "f1", "mcc")
     return {"threshold": t, **{k: m[k] for k in keys},
             **({"baseline_roc_auc": result["baseline"]["roc_auc"]} if cfg.baseline else {})}
+
+
+def evaluate_external(config, run_dir: Path, paths: list[str], out_dir: Path, log=print) -> dict:
+    """`sgpipe evaluate --data PATH`: score any labelled input with the run's model at its stored threshold.
+
+    The input is read and validated exactly as ingest reads (same readers, same limits); rejects are listed. Results
+    go to `out_dir`, outside the cached stage graph, so the run's own test metrics are never overwritten.
+    """
+    from ..model.classifier import open_classifier
+    from ..readers import Reject, iter_inputs
+    from .ingest import limits_from_config
+
+    records, rejects = [], []
+    for item in iter_inputs(paths, limits_from_config(config.data.ingest), labelled=True):
+        (rejects if isinstance(item, Reject) else records).append(item)
+    if len({r.label for r in records}) < 2:
+        raise ValueError(f"{paths}: {len(records)} usable labelled scripts ({len(rejects)} rejected) and not both "
+                         "labels; evaluation needs malicious and benign examples")
+    classifier = open_classifier(run_dir, allow_pickle=config.model.allow_pickle_weights)
+    if classifier.threshold is None:
+        raise ValueError(f"{run_dir / 'evaluate' / 'threshold.json'} is missing: run `sgpipe evaluate` first")
+    y = np.array([r.y for r in records])
+    scores = classifier.score_records(records, config.training.per_device_eval_batch_size)
+    result = {"model": evaluate_scores(y, scores, classifier.threshold, records, config.evaluation.bootstrap_samples,
+                                       config.run.seed),
+              "threshold": classifier.threshold, "data": paths, "rejected": len(rejects)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_predictions(out_dir / "predictions.jsonl", records, scores, classifier.threshold)
+    write_json(out_dir / "rejected.json", [r.__dict__ for r in rejects])
+    write_json(out_dir / "metrics.json", result)
+    return result

@@ -1,0 +1,106 @@
+"""`sgpipe predict`: score unknown scripts with a trained (or exported) classifier. Nothing is executed.
+
+Inputs are read by the same readers as ingest (files, folders, JSONL/CSV tables, zips, `-` for stdin), in bounded
+batches, so 100k files stream through in constant memory. A file that cannot be read (binary, huge, undecodable)
+gets its own error row and the rest go on.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from dataclasses import asdict, dataclass
+from typing import Iterable, Iterator, Sequence
+
+from .languages import detect_language
+from .readers import ReaderLimits, Reject, decode_text, iter_inputs, safe_display
+from .records import Record, text_id
+
+
+@dataclass
+class Prediction:
+    location: str
+    lang: str
+    score: float | None  # P(malicious); None when the input could not be read
+    verdict: str | None  # malicious | benign at the stored threshold
+    error: str | None = None
+
+
+def read_stdin(limits: ReaderLimits) -> Record | Reject:
+    raw = sys.stdin.buffer.read(limits.max_file_bytes + 1)
+    if len(raw) > limits.max_file_bytes:
+        return Reject("<stdin>", "too_large", f"more than {limits.max_file_bytes} bytes; raise data.ingest.max_file_bytes")
+    try:
+        text = decode_text(raw)
+    except Exception as e:  # the readers' own decode errors carry the reason
+        return Reject("<stdin>", getattr(e, "reason", "undecodable"), str(e))
+    if not text.strip():
+        return Reject("<stdin>", "empty", "stdin was empty")
+    return Record(id=text_id(text), text=text, label="", lang=detect_language(text), source="<stdin>")
+
+
+def _inputs(paths: Sequence[str], limits: ReaderLimits) -> Iterator[Record | Reject]:
+    files = [p for p in paths if p != "-"]
+    if "-" in paths:
+        yield read_stdin(limits)
+    if files:
+        yield from iter_inputs(files, limits, labelled=False)
+
+
+def predict(paths: Sequence[str], classifier, limits: ReaderLimits, batch_size: int = 32,
+            threshold: float | None = None) -> Iterator[Prediction]:
+    """Predictions in input order; unreadable inputs become error rows."""
+    t = threshold if threshold is not None else (classifier.threshold if classifier.threshold is not None else 0.5)
+    batch: list[Record] = []
+
+    def flush() -> Iterator[Prediction]:
+        if batch:
+            scores = classifier.score_records(batch, batch_size)
+            for r, s in zip(batch, scores, strict=True):
+                yield Prediction(r.source, r.lang, float(s), "malicious" if s >= t else "benign")
+            batch.clear()
+
+    for item in _inputs(paths, limits):
+        if isinstance(item, Reject):
+            yield from flush()
+            yield Prediction(item.location, "", None, None, f"{item.reason}: {item.detail}")
+            continue
+        batch.append(item)
+        if len(batch) >= batch_size:
+            yield from flush()
+    yield from flush()
+
+
+def _csv_safe(value) -> str:
+    """Spreadsheet formula injection: a cell starting with = + - @ (or tab/CR) is prefixed with a quote."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def render(predictions: Iterable[Prediction], fmt: str, out=None) -> None:
+    """Write predictions as table | json | jsonl | csv. Table cells are neutralised for the terminal."""
+    out = out or sys.stdout  # looked up at call time: tests and pipes may replace sys.stdout
+    if fmt == "jsonl":
+        for p in predictions:
+            out.write(json.dumps(asdict(p), ensure_ascii=False) + "\n")
+    elif fmt == "json":
+        out.write(json.dumps([asdict(p) for p in predictions], ensure_ascii=False, indent=2) + "\n")
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["location", "lang", "score", "verdict", "error"])
+        for p in predictions:
+            writer.writerow([_csv_safe(v) for v in (p.location, p.lang, p.score, p.verdict, p.error)])
+        out.write(buffer.getvalue())
+    elif fmt == "table":
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("location", "lang", "P(malicious)", "verdict")
+        for p in predictions:
+            verdict = f"error: {safe_display(p.error)}" if p.error else p.verdict
+            table.add_row(safe_display(p.location), p.lang, "" if p.score is None else f"{p.score:.4f}", verdict)
+        Console(file=out, highlight=False).print(table)
+    else:
+        raise ValueError(f"unknown format {fmt!r}: choose table, json, jsonl or csv")

@@ -1,0 +1,115 @@
+"""One real pipeline run on data/tiny (CPU, tiny model, a few epochs), shared by the tests of what it produced:
+training lowers validation loss, evaluation uses val for the threshold and test for metrics, predict and export
+agree with the pipeline, and the CLI gates exit with the right codes."""
+import json
+import os
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.config import load_config
+from pipeline.records import read_records
+from pipeline.runner import run_pipeline
+
+from .conftest import TINY_CONFIG, TINY_DATA
+
+FAST = ["training.num_epochs=4", "training.eval_steps=6", "training.save_steps=6", "training.torch_threads=1",
+        "evaluation.bootstrap_samples=100"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_overrides_module):
+    run_dir = tmp_path_factory.mktemp("e2e")
+    cfg = load_config(TINY_CONFIG, overrides=[*tiny_overrides_module, *FAST,
+                                              f"report.dir={run_dir / 'reports'}"])
+    ran = run_pipeline(cfg, run_dir, until="evaluate", log=lambda m: None)
+    assert ran == ["ingest", "dedup", "split", "augment", "balance", "train", "evaluate"]
+    return run_dir, cfg
+
+
+@pytest.fixture(scope="module")
+def tiny_overrides_module():
+    return [f"data.ingest.inputs=[{TINY_DATA}]", "data.dedup.workers=1"]
+
+
+def _manifest(run_dir, stage):
+    return json.loads((run_dir / stage / "manifest.json").read_text())
+
+
+def test_training_lowers_validation_loss_and_keeps_every_row(run):
+    run_dir, _ = run
+    c = _manifest(run_dir, "train")["counts"]
+    assert c["val_loss_end"] < c["val_loss_start"]
+    assert c["train_rows"] == len(list(read_records(run_dir / "balance" / "train.jsonl")))
+    history = json.loads((run_dir / "train" / "log_history.json").read_text())
+    assert any("eval_roc_auc" in h for h in history) and any("grad_norm" in h for h in history)
+
+
+def test_evaluate_thresholds_on_val_and_scores_test(run):
+    run_dir, _ = run
+    metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    test_ids = [r.id for r in read_records(run_dir / "split" / "test.jsonl")]
+    val_ids = [r.id for r in read_records(run_dir / "split" / "val.jsonl")]
+    preds = [json.loads(l) for l in (run_dir / "evaluate" / "predictions.jsonl").read_text().splitlines()]
+    assert [p["id"] for p in preds] == test_ids and metrics["model"]["n"] == len(test_ids)
+    assert metrics["val_n"] == len(val_ids) and metrics["threshold"]["policy"] == "youden"
+    t = metrics["threshold"]["threshold"]
+    assert all((p["prediction"] == "malicious") == (p["score"] >= t) for p in preds)
+    assert metrics["baseline"]["roc_auc"] is not None and 0 <= metrics["model"]["roc_auc"] <= 1
+
+
+def test_predict_matches_the_pipeline_and_gates_exit_codes(run, tmp_path):
+    run_dir, _ = run
+    preds = {json.loads(l)["id"]: json.loads(l) for l in (run_dir / "evaluate" / "predictions.jsonl").read_text().splitlines()}
+    test = list(read_records(run_dir / "split" / "test.jsonl"))
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    ext = {"powershell": "ps1", "python": "py", "bash": "sh", "javascript": "js", "batch": "bat", "vbscript": "vbs"}
+    for i, r in enumerate(test[:6]):
+        (folder / f"s{i}.{ext.get(r.lang, 'txt')}").write_text(r.text)
+    (folder / "zz-binary.bin").write_bytes(b"\x00\x01\x02binary\x00")
+    out = CliRunner().invoke(app, ["predict", str(folder), "--model", str(run_dir), "--format", "jsonl"])
+    assert out.exit_code == 0, out.output
+    rows = [json.loads(l) for l in out.output.splitlines() if l.startswith("{")]
+    assert len(rows) == 7 and rows[-1]["error"].startswith("binary")
+    for i, r in enumerate(test[:6]):
+        if rows[i]["lang"] == r.lang:  # same prompt => same score as evaluate's
+            assert rows[i]["score"] == pytest.approx(preds[r.id]["score"], abs=1e-5)
+    malicious = [r for r in test if preds[r.id]["prediction"] == "malicious"]
+    benign = [r for r in test if preds[r.id]["prediction"] == "benign"]
+    if malicious and benign:
+        m, b = tmp_path / "m.jsonl", tmp_path / "b.jsonl"
+        m.write_text(json.dumps({"text": malicious[0].text, "lang": malicious[0].lang}) + "\n")
+        b.write_text(json.dumps({"text": benign[0].text, "lang": benign[0].lang}) + "\n")
+        gate = ["--model", str(run_dir), "--fail-on-malicious", "--format", "csv"]
+        flagged = CliRunner().invoke(app, ["predict", str(m), *gate])
+        assert flagged.exit_code == 1, flagged.output
+        assert CliRunner().invoke(app, ["predict", str(b), *gate]).exit_code == 0
+
+
+def test_export_loads_with_auto_class_and_agrees(run, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from pipeline.model.classifier import Classifier, open_classifier
+
+    run_dir, _ = run
+    out = CliRunner().invoke(app, ["export", str(tmp_path / "export"), "--model", str(run_dir)])
+    assert out.exit_code == 0, out.output
+    assert AutoModelForSequenceClassification.from_pretrained(tmp_path / "export").config.num_labels == 2
+    test = list(read_records(run_dir / "split" / "test.jsonl"))[:8]
+    exported = open_classifier(tmp_path / "export")
+    pipeline = Classifier.load(run_dir / "train" / "classifier")
+    assert exported.threshold == pytest.approx(json.loads((run_dir / "evaluate" / "threshold.json").read_text())["threshold"])
+    np.testing.assert_allclose(exported.score_records(test), pipeline.score_records(test), atol=1e-4)
+
+
+def test_evaluate_on_external_data(run, tmp_path):
+    run_dir, cfg = run
+    out = CliRunner().invoke(app, ["evaluate", "--config", str(TINY_CONFIG), "--run-dir", str(run_dir),
+                                   "--data", str(run_dir / "split" / "test.jsonl")])
+    assert out.exit_code == 0, out.output
+    ext = json.loads(next((run_dir / "evaluations").glob("*/metrics.json")).read_text())
+    own = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    assert ext["model"]["roc_auc"] == pytest.approx(own["model"]["roc_auc"], abs=1e-6)

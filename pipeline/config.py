@@ -38,7 +38,7 @@ class Section(BaseModel):
 class RunConfig(Section):
     name: str = _f("sgpipe", "Run name: names the default run directory (runs/<name>), the report folder "
                    "(reports/<name>) and the tracker run.", "Format {project}-{dataset}-{version}, e.g. scriptguard-dedup-85.",
-                   min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")
+                   min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     seed: int = _f(42, "Seed for every random choice: split, augmentation, balancing, model init, data order.",
                    ge=0, le=2**31 - 1)
 

@@ -24,8 +24,8 @@ def run(tmp_path_factory, tiny_overrides_module):
     run_dir = tmp_path_factory.mktemp("e2e")
     cfg = load_config(TINY_CONFIG, overrides=[*tiny_overrides_module, *FAST,
                                               f"report.dir={run_dir / 'reports'}"])
-    ran = run_pipeline(cfg, run_dir, until="evaluate", log=lambda m: None)
-    assert ran == ["ingest", "dedup", "split", "augment", "balance", "train", "evaluate"]
+    ran = run_pipeline(cfg, run_dir, log=lambda m: None)
+    assert ran == ["ingest", "dedup", "split", "augment", "balance", "train", "evaluate", "report"]
     return run_dir, cfg
 
 
@@ -103,6 +103,15 @@ def test_export_loads_with_auto_class_and_agrees(run, tmp_path):
     pipeline = Classifier.load(run_dir / "train" / "classifier")
     assert exported.threshold == pytest.approx(json.loads((run_dir / "evaluate" / "threshold.json").read_text())["threshold"])
     np.testing.assert_allclose(exported.score_records(test), pipeline.score_records(test), atol=1e-4)
+
+
+def test_report_is_built_from_the_run(run):
+    run_dir, cfg = run
+    report = run_dir / "reports" / cfg.run.name
+    metrics = json.loads((report / "metrics.json").read_text())
+    own = json.loads((run_dir / "evaluate" / "metrics.json").read_text())["model"]
+    assert metrics["roc_auc"] == own["roc_auc"] and metrics["baseline"]["roc_auc"] is not None
+    assert (report / "report.html").exists() and (report / "roc.png").exists() and (report / "training.png").exists()
 
 
 def test_evaluate_on_external_data(run, tmp_path):

@@ -132,3 +132,20 @@ def test_ingest_keeps_good_records_around_bad_ones(tmp_path):
     rejected = [json.loads(l) for l in (tmp_path / "run" / "ingest" / "rejected.jsonl").read_text().splitlines()]
     assert {r["reason"] for r in rejected} == {"malformed_json", "empty", "unknown_label"}
     assert all(r["location"].startswith(str(data)) and r["detail"] for r in rejected)
+
+
+def test_augment_equalises_the_variant_rate_across_labels_per_language():
+    from pipeline.stages.augment import equalise
+
+    def rec(i, label, lang, parent=None):
+        return Record(id=f"{lang}-{label}{i}{parent or ''}", text="x", label=label, lang=lang, source="s", parent_id=parent)
+
+    originals = [rec(i, "benign", "bash") for i in range(10)] + [rec(i, "malicious", "bash") for i in range(10)] \
+        + [rec(i, "benign", "vbscript") for i in range(3)]
+    made = [rec(i, "benign", "bash", "p") for i in range(9)] + [rec(i, "malicious", "bash", "p") for i in range(5)] \
+        + [rec(i, "benign", "vbscript", "p") for i in range(2)]
+    kept = equalise(originals, made, seed=0)
+    per = Counter((r.lang, r.label) for r in kept)
+    assert per[("bash", "benign")] == per[("bash", "malicious")] == 5  # the lower rate, 5/10, for both labels
+    assert per[("vbscript", "benign")] == 2  # one label only in that language: nothing to equalise
+    assert equalise(originals, made, seed=0) == kept

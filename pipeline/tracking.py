@@ -47,3 +47,44 @@ def environment() -> dict:
         module = sys.modules.get(name)
         env[name] = getattr(module, "__version__", None) if module else None
     return env
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}: trackers want flat parameter names."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def run_metadata_callback(metadata: dict):
+    """A TrainerCallback that records what hyperparameter-tracking.md requires beyond the training arguments:
+    the whole sgpipe config, the environment, the dataset version (hash) and sample counts, start and end times.
+    transformers' own callbacks open the tracker runs; this adds to whichever is open."""
+    import time
+
+    from transformers import TrainerCallback
+
+    params = {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
+              for k, v in flatten(metadata).items()}
+
+    class RunMetadata(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            _log_params({**params, "time.start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+        def on_train_end(self, args, state, control, **kwargs):
+            _log_params({"time.end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+    return RunMetadata()
+
+
+def _log_params(params: dict) -> None:
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.config.update(params, allow_val_change=True)
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None and mlflow.active_run() is not None:
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})  # mlflow caps values at 500 chars

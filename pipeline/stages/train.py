@@ -86,7 +86,7 @@ def run(ctx: StageContext) -> dict:
     from ..model.classifier import Classifier
     from ..model.prompt import build_training_row
     from ..model.trainer import VerdictTrainer, compute_verdict_metrics
-    from ..tracking import environment, setup_tracking
+    from ..tracking import environment, run_metadata_callback, setup_tracking
 
     cfg, m, t = ctx.config, ctx.config.model, ctx.config.training
     started = time.time()
@@ -120,7 +120,12 @@ def run(ctx: StageContext) -> dict:
     resume = _resume_point(ctx, checkpoints, get_last_checkpoint)
     args = training_arguments(cfg, checkpoints, device, ctx.log)
     setup_tracking(cfg, ctx.log)
-    callbacks = []
+    callbacks = [run_metadata_callback({
+        "sgpipe": cfg.model_dump(mode="json"), "env": environment(),
+        "dataset": {"train_sha256": ctx.manifest("balance")["output_digest"],
+                    "val_sha256": ctx.manifest("split")["output_digest"],
+                    "train_rows": len(train_records), "val_rows": len(val_records),
+                    "train_malicious": sum(r.y for r in train_records), "val_malicious": sum(r.y for r in val_records)}})]
     if t.early_stopping:
         callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold))
     trainer = VerdictTrainer(

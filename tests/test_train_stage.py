@@ -1,0 +1,99 @@
+"""The train stage on data/tiny: config -> SFTConfig mapping, resume after an interrupt, refusal of stale checkpoints."""
+import pytest
+
+from pipeline.config import load_config
+from pipeline.runner import StageError, run_pipeline, run_stage
+from pipeline.stages.train import class_weights, training_arguments
+
+from .conftest import TINY_CONFIG
+
+FAST = ["training.max_steps=12", "training.eval_steps=4", "training.save_steps=4", "training.torch_threads=1",
+        "training.save_total_limit=5"]
+
+
+def test_config_maps_onto_sft_config_with_cpu_fallbacks(tmp_path):
+    cfg = load_config(overrides=["model.load_in_4bit=false", "training.warmup_steps=0", "training.warmup_ratio=0.1"])
+    notes = []
+    args = training_arguments(cfg, tmp_path, "cpu", notes.append)
+    t = cfg.training
+    assert args.optim == "adamw_torch" and any("paged_adamw_8bit" in n for n in notes)  # 8-bit optimisers need CUDA
+    assert not args.bf16 and not args.fp16 and args.use_cpu
+    assert args.learning_rate == t.learning_rate and args.weight_decay == t.weight_decay
+    assert args.gradient_accumulation_steps == 8 and args.per_device_train_batch_size == 4
+    assert args.lr_scheduler_type.value == "cosine" and args.warmup_steps == 0.1
+    assert args.eval_strategy.value == "steps" and args.save_steps % args.eval_steps == 0
+    assert args.load_best_model_at_end and args.metric_for_best_model == "eval_loss" and not args.greater_is_better
+    assert args.label_smoothing_factor == 0 and not args.packing and args.completion_only_loss
+    assert args.train_sampling_strategy == "group_by_length" and args.max_length == cfg.model.max_length
+    auc = training_arguments(load_config(overrides=["model.load_in_4bit=false",
+                                                    "training.metric_for_best_model=eval_roc_auc"]), tmp_path, "cpu", print)
+    assert auc.greater_is_better
+
+
+def test_class_weights_balance_the_classes():
+    w_benign, w_malicious = class_weights([0, 0, 0, 1], "balanced")
+    assert w_benign * 3 == pytest.approx(w_malicious * 1)
+    assert class_weights([0, 1], "none") is None
+
+
+def test_resume_continues_the_step_count_after_an_interrupt(tmp_path, tiny_overrides, monkeypatch):
+    from pipeline.model.trainer import VerdictTrainer
+
+    cfg = load_config(TINY_CONFIG, overrides=[*tiny_overrides, *FAST])
+    run_pipeline(cfg, tmp_path, until="balance", log=lambda m: None)
+    with pytest.raises(StageError, match="no checkpoint"):
+        run_stage(cfg, tmp_path, "train", options={"resume": True}, log=lambda m: None)
+
+    real_step = VerdictTrainer.training_step
+    calls = {"n": 0}
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:  # after checkpoint-4 was written
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(VerdictTrainer, "training_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(cfg, tmp_path, "train", log=lambda m: None)
+    assert not (tmp_path / "train").exists()  # nothing half-written was published
+    assert (tmp_path / ".work" / "train" / "checkpoints" / "checkpoint-4").is_dir()
+    monkeypatch.setattr(VerdictTrainer, "training_step", real_step)
+
+    other = load_config(TINY_CONFIG, overrides=[*tiny_overrides, *FAST, "training.learning_rate=3e-4"])
+    with pytest.raises(StageError, match="different config"):
+        run_stage(other, tmp_path, "train", options={"resume": True}, log=lambda m: None)
+
+    manifest = run_stage(cfg, tmp_path, "train", options={"resume": True}, log=lambda m: None)
+    assert manifest["counts"]["resumed_from"] == "checkpoint-4" and manifest["counts"]["steps"] == 12
+    assert not (tmp_path / ".work" / "train" / "checkpoints").exists()  # cleaned once published
+
+
+def test_run_metadata_reaches_an_open_wandb_run(monkeypatch):
+    import sys
+    import types
+
+    from pipeline.tracking import run_metadata_callback
+
+    logged = {}
+    fake = types.SimpleNamespace(run=object(), config=types.SimpleNamespace(
+        update=lambda params, allow_val_change: logged.update(params)))
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    cb = run_metadata_callback({"sgpipe": {"training": {"learning_rate": 1e-3}}, "dataset": {"train_sha256": "ab"}})
+    cb.on_train_begin(None, None, None)
+    assert logged["sgpipe.training.learning_rate"] == 1e-3 and logged["dataset.train_sha256"] == "ab"
+    assert "time.start" in logged
+
+
+def test_wandb_without_a_key_runs_offline(monkeypatch):
+    import importlib.util
+
+    from pipeline.tracking import setup_tracking
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())  # pretend wandb is installed
+    notes = []
+    setup_tracking(load_config(overrides=["tracking.report_to=[wandb]"]), notes.append)
+    import os
+    assert os.environ["WANDB_MODE"] == "offline" and any("offline" in n for n in notes)

@@ -44,13 +44,15 @@ _CUES: dict[str, list[tuple[re.Pattern, float]]] = {
     "powershell": [
         (re.compile(r"\$[A-Za-z_]\w*\s*=[^=]"), 1),
         (re.compile(r"\b(?:Get|Set|New|Invoke|Start|Stop|Write|Out|Add|Remove|Import|Export|ConvertTo|ConvertFrom|"
-                    r"Select|Where|ForEach|Test|Copy|Move)-[A-Z][A-Za-z]+", re.I), 3),
+                    r"Convert|Select|Where|ForEach|Test|Copy|Move|Measure|Format|Join|Split|Clear|Enable|Disable|"
+                    r"Register|Resolve|Restart|Wait|Read|Update)-[A-Z]\w+"), 3),  # capitalised: not get-pip.py
         (re.compile(r"-(?:ExecutionPolicy|EncodedCommand|NoProfile|WindowStyle|ErrorAction)\b", re.I), 2),
         (re.compile(r"\[(?:System\.)?[A-Z][\w.]*\]::"), 3),
         (re.compile(r"\$env:\w+", re.I), 2),
         (re.compile(r"\bparam\s*\(", re.I), 2),
         (re.compile(r"\|\s*(?:%|\?)\s*\{|\$_\.|\$PSItem\b"), 2),
         (re.compile(r"\b(?:iex|IEX)\b"), 2),
+        (re.compile(r"^\s*(?:powershell|pwsh)(?:\.exe)?\s+-", re.I | re.M), 2),
     ],
     "batch": [
         (re.compile(r"^\s*@?echo\s+off\b", re.I | re.M), 4),
@@ -64,7 +66,7 @@ _CUES: dict[str, list[tuple[re.Pattern, float]]] = {
     ],
     "vbscript": [
         (re.compile(r"^\s*Dim\s+\w", re.I | re.M), 3),
-        (re.compile(r"\bCreateObject\s*\(", re.I), 3),
+        (re.compile(r"(?<!\.)\bCreateObject\s*\(", re.I), 3),  # JScript calls it as WScript.CreateObject
         (re.compile(r"\bWScript\.", re.I), 2),
         (re.compile(r"^\s*End\s+(?:Sub|Function|If)\b", re.I | re.M), 3),
         (re.compile(r"^\s*On\s+Error\s+Resume\s+Next\b", re.I | re.M), 3),
@@ -79,6 +81,7 @@ _CUES: dict[str, list[tuple[re.Pattern, float]]] = {
         (re.compile(r"if\s+__name__\s*==\s*['\"]__main__['\"]"), 4),
         (re.compile(r"\belif\b|^\s*except\b.*:", re.M), 2),
         (re.compile(r"\b(?:None|True|False)\b"), 1),
+        (re.compile(r"^\s*python[\d.]*\s+-[cm]\s", re.M), 2),
     ],
     "javascript": [
         (re.compile(r"\bfunction\s*[\w$]*\s*\("), 2),
@@ -89,6 +92,8 @@ _CUES: dict[str, list[tuple[re.Pattern, float]]] = {
         (re.compile(r"\b(?:document|window)\.\w"), 2),
         (re.compile(r"\bnew\s+ActiveXObject\s*\("), 3),
         (re.compile(r"===|!=="), 2),
+        (re.compile(r"\bmodule\.exports\b"), 3),
+        (re.compile(r";[ \t]*$", re.M), 1),
     ],
     "bash": [
         (re.compile(r"^\s*(?:fi|done|esac)\b", re.M), 3),
@@ -98,7 +103,10 @@ _CUES: dict[str, list[tuple[re.Pattern, float]]] = {
         (re.compile(r"^\s*(?:if|while)\s+\[\[?\s", re.M), 3),
         (re.compile(r"\bthen\b"), 1),
         (re.compile(r"^\s*(?:export\s+|local\s+)?[A-Za-z_]\w*=\S", re.M), 1),
-        (re.compile(r"/dev/null|\bchmod\s|\bwget\s|\bcurl\s+-"), 2),
+        (re.compile(r"/dev/(?:null|tcp|udp)\b|\bchmod\s|\bwget\s|\bcurl\s+-"), 2),
+        (re.compile(r"^\s*(?:sudo|apt-get|apt|yum|dnf|systemctl|chmod|chown|mkfifo|ufw|crontab|nohup|awk|sed|find|"
+                    r"tar|rm)\s", re.M), 2),
+        (re.compile(r"<<-?\s*['\"]?[A-Za-z_]\w*['\"]?[ \t]*$", re.M), 2),
     ],
 }
 _MIN_SCORE = 2.0  # below this the evidence is one weak cue: say "unknown" rather than guess

@@ -56,6 +56,11 @@ BY_NAME = {s.name: s for s in STAGES}
 MANIFEST = "manifest.json"
 
 
+def is_main_process() -> bool:
+    """Under `accelerate launch` / torchrun every rank runs the stage; only rank 0 publishes its outputs."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 class StageError(RuntimeError):
     """A stage could not run; the message says why and what to do. Earlier outputs are untouched."""
 
@@ -205,6 +210,8 @@ def run_stage(config: Config, run_dir: Path, name: str, options: dict | None = N
     try:
         module = import_module(f"pipeline.stages.{name}")
         counts = module.run(ctx)
+        if not is_main_process():
+            return {"stage": name, "counts": counts, "published": False}
         manifest = {
             "stage": name,
             "fingerprint": st.expected,
@@ -256,6 +263,6 @@ def run_pipeline(config: Config, run_dir: Path, until: str | None = None, force:
         log(f"[{stage.name}] running: {stage.doc}")
         manifest = run_stage(config, run_dir, stage.name, options, log)
         ran.append(stage.name)
-        if on_done:
+        if on_done and is_main_process():
             on_done(manifest, False)
     return ran

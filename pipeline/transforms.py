@@ -41,7 +41,7 @@ _COMMENTS = ("TODO: review this", "helper section", "process the input", "update
 
 
 # ------------------------------------------------------------------------------------------------------- lexing
-class Span(NamedTuple):
+class _Span(NamedTuple):
     kind: str  # code | comment | str (literal) | istr (expands variables) | heredoc | iheredoc (bash bodies)
     start: int
     end: int
@@ -83,7 +83,7 @@ _BASH_TOKEN = re.compile(
 _CONTINUATION = {"bash": "\\", "powershell": "`", "batch": "^", "vbscript": "_"}  # a line ending so goes on
 
 
-def _lex(text: str, lang: str) -> list[Span]:
+def _lex(text: str, lang: str) -> list[_Span]:
     """Split `text` into consecutive spans of code, comments and string literals."""
     if lang == "bash":
         return _lex_bash(text)
@@ -92,17 +92,17 @@ def _lex(text: str, lang: str) -> list[Span]:
     for m in pattern.finditer(text) if pattern else ():
         start = m.start() + len(m[0]) - len(m[0].lstrip(" \t"))  # leading blanks stay code
         if start > pos:
-            spans.append(Span("code", pos, start))
-        spans.append(Span(m.lastgroup, start, m.end()))
+            spans.append(_Span("code", pos, start))
+        spans.append(_Span(m.lastgroup, start, m.end()))
         pos = m.end()
     if pos < len(text):
-        spans.append(Span("code", pos, len(text)))
+        spans.append(_Span("code", pos, len(text)))
     return spans
 
 
-def _lex_bash(text: str) -> list[Span]:
+def _lex_bash(text: str) -> list[_Span]:
     """Bash needs a loop, not one regex: a here-document body starts at the end of the line that announced it."""
-    spans: list[Span] = []
+    spans: list[_Span] = []
     pos = i = 0
     pending: list[tuple[str, bool, bool]] = []  # (delimiter, quoted, strip leading tabs) awaiting their body
     while (m := _BASH_TOKEN.search(text, i)) is not None:
@@ -113,18 +113,18 @@ def _lex_bash(text: str) -> list[Span]:
             for delim, quoted, strip_tabs in pending:
                 end = _heredoc_end(text, i, delim, strip_tabs)
                 if i > pos:
-                    spans.append(Span("code", pos, i))
+                    spans.append(_Span("code", pos, i))
                 if end > i:
-                    spans.append(Span("heredoc" if quoted else "iheredoc", i, end))
+                    spans.append(_Span("heredoc" if quoted else "iheredoc", i, end))
                 pos = i = end
             pending = []
         elif kind in ("comment", "str", "istr"):
             if m.start() > pos:
-                spans.append(Span("code", pos, m.start()))
-            spans.append(Span(kind, m.start(), m.end()))
+                spans.append(_Span("code", pos, m.start()))
+            spans.append(_Span(kind, m.start(), m.end()))
             pos = m.end()
     if pos < len(text):
-        spans.append(Span("code", pos, len(text)))
+        spans.append(_Span("code", pos, len(text)))
     return spans
 
 
@@ -165,19 +165,28 @@ class _Lexed:
         return [j for j in starts if j < len(self.text) and self.kind_at(j) == "code"
                 and (j == 0 or self.kind_at(j - 1) == "code")]
 
-    def safe_newlines(self) -> list[int]:
-        """Offsets of newlines after which a whole new line can be inserted without changing what the code does."""
-        cont = _CONTINUATION.get(self.lang)
+    def insertion_points(self) -> list[int]:
+        """Offsets where a whole new line may begin without changing what the code does: after a newline in code
+        that ends no continuation line and opens no here-document, or at the end of an unterminated last line."""
+        cont, text = _CONTINUATION.get(self.lang), self.text
+        ends = [m.start() for m in re.finditer("\n", text)] + ([len(text)] if text and text[-1] != "\n" else [])
         out = []
-        for m in re.finditer("\n", self.text):
-            i = m.start()
-            if self.kind_at(i) != "code" or self.kind_at(i + 1) in ("heredoc", "iheredoc"):
+        for i in ends:
+            if i < len(text) and (self.kind_at(i) != "code" or self.kind_at(i + 1) in ("heredoc", "iheredoc")):
                 continue
-            line = self.text[self.text.rfind("\n", 0, i) + 1:i].rstrip()
-            if cont and line.endswith(cont):
+            if i == len(text) and self.kind_at(i - 1) in ("heredoc", "iheredoc"):  # a body running to the end
                 continue
-            out.append(i)
+            if cont and text[text.rfind("\n", 0, i) + 1:i].rstrip().endswith(cont):
+                continue
+            out.append(min(i + 1, len(text)))
         return out
+
+
+def _new_line(text: str, at: int, content: str) -> tuple[int, int, str]:
+    """The edit inserting `content` as a line of its own at an insertion point."""
+    if at == len(text) and text and text[-1] != "\n":  # after an unterminated last line: one-liners too
+        return at, at, _eol(text) + content
+    return at, at, content + _eol(text)
 
 
 def _apply_edits(text: str, edits: Iterable[tuple[int, int, str]]) -> str:
@@ -488,16 +497,19 @@ def _rename_bash(text: str, rng: random.Random) -> str:
     for m in list(_BASH_ASSIGN.finditer(code)) + list(_BASH_FOR.finditer(code)):
         bound.add(m["name"])
         where[m.start("name")] = m["name"]
+    exported = {m["name"] for m in _BASH_EXPORT.finditer(code)}
     for m in _BASH_NAMELIST.finditer(code):
         for w in re.finditer(r"[A-Za-z_]\w*", m["names"]):
             bound.add(w[0])
             where[m.start("names") + w.start()] = w[0]
+            if m["cmd"] == "export" or re.search(r"\s-[A-Za-z]*x", m[0]):  # export a b / declare -x a
+                exported.add(w[0])
     for m in _BASH_ARITH.finditer(code):
         for w in _BASH_ARITH_NAME.finditer(m["expr"]):
             where[m.start("expr") + w.start()] = w[0]
     # Exported and environment variables reach other programs; a name also used as a bare word we do not
     # understand (a command, `[[ -v name ]]`, `printf -v name`) could be the variable: keep both.
-    banned = {m["name"] for m in _BASH_EXPORT.finditer(code)} | _BASH_ENV
+    banned = exported | _BASH_ENV
     banned |= {m[0] for m in _BASH_BARE.finditer(code) if m[0] in bound and m.start() not in where}
     names = sorted(n for n in bound - banned if not n.startswith("LC_"))
     if not names:
@@ -742,7 +754,8 @@ def _reindent_generic(text: str, lang: str, rng: random.Random) -> str:
     unit = rng.choice([u for u in (2, 3, 4, 8, "\t") if u != old])
 
     def lead(width: int) -> str:
-        return "\t" * (width // old) + " " * (width % old) if unit == "\t" else " " * (width // old * unit + width % old)
+        levels, rest = divmod(width, old)
+        return "\t" * levels + " " * rest if unit == "\t" else " " * (levels * unit + rest)
 
     return _apply_edits(text, [(j, j + n, lead(width)) for j, n, width in lines])
 
@@ -759,10 +772,10 @@ def _blank_lines_generic(text: str, lang: str, rng: random.Random) -> str:
     if blank and rng.random() < 0.5:
         drop = [b for b in blank if rng.random() < 0.5] or [rng.choice(blank)]
         return _apply_edits(text, [(j, end, "") for j, end in drop])
-    safe = lx.safe_newlines()
-    if not safe:
+    points = [p for p in lx.insertion_points() if p < len(text)]
+    if not points:
         return text
-    return _apply_edits(text, [(i + 1, i + 1, _eol(text)) for i in rng.sample(safe, min(len(safe), rng.randint(1, 3)))])
+    return _apply_edits(text, [_new_line(text, p, "") for p in rng.sample(points, min(len(points), rng.randint(1, 3)))])
 
 
 def whitespace(text: str, lang: str, rng: random.Random) -> str:
@@ -824,15 +837,15 @@ def _comments_generic(text: str, lang: str, rng: random.Random) -> str:
         drop = [c for c in whole_line if rng.random() < 0.5] or [rng.choice(whole_line)]
         new = _apply_edits(text, [(j, k, "") for j, k in drop])
         return new if new.strip() else text
-    safe = lx.safe_newlines()
-    if not safe:
+    points = lx.insertion_points()
+    if not points:
         return text
     edits = []
-    for i in rng.sample(safe, min(len(safe), rng.randint(1, 3))):
-        nxt_end = text.find("\n", i + 1)
-        nxt = text[i + 1:len(text) if nxt_end < 0 else nxt_end]
-        indent = _leading(nxt) if nxt.strip() else _leading(text[text.rfind("\n", 0, i) + 1:i])
-        edits.append((i + 1, i + 1, f"{indent}{_COMMENT_MARK[lang]} {rng.choice(_COMMENTS)}{_eol(text)}"))
+    for p in rng.sample(points, min(len(points), rng.randint(1, 3))):
+        nxt_end = text.find("\n", p)
+        nxt = text[p:len(text) if nxt_end < 0 else nxt_end]
+        indent = _leading(nxt) if nxt.strip() else _leading(text[text.rfind("\n", 0, max(p - 1, 0)) + 1:p])
+        edits.append(_new_line(text, p, f"{indent}{_COMMENT_MARK[lang]} {rng.choice(_COMMENTS)}"))
     return _apply_edits(text, edits)
 
 
@@ -956,11 +969,15 @@ def _split_python(text: str, rng: random.Random) -> str:
 
 _JS_NO_EXPR_BEFORE = re.compile(r"(?:\bimport|\bfrom|\brequire\s*\(|\bexport)\s*\Z")
 _PS_ATTRIBUTE_OPEN = re.compile(r"\[\s*[A-Za-z][\w.]*\s*\([^)]*\Z")  # [Parameter(HelpMessage="...")]: constants only
+_PS_USING = re.compile(r"\s*using\b", re.I)
+_VBS_CONST = re.compile(r"\s*(?:(?:Private|Public)\s+)?Const\b", re.I)
+_LOOKBACK = 200  # context checks look this far back on the line: minified one-line scripts stay linear
 
 
-def _split_rule(lang: str, text: str, code: str, s: Span, q: str, body: str) -> re.Pattern | None:
+def _split_rule(lang: str, text: str, code: str, s: _Span, q: str, body: str) -> re.Pattern | None:
     """The unit pattern for cutting this literal, or None where a concatenation would not be a plain string."""
     line_start = text.rfind("\n", 0, s.start) + 1
+    near = max(line_start, s.start - _LOOKBACK)
     if lang == "javascript":
         prev = _prev_char(code, s.start)
         if prev == "\n":  # first on its line: a line starting with "(" can join the previous statement (no ASI)
@@ -969,16 +986,16 @@ def _split_rule(lang: str, text: str, code: str, s: Span, q: str, body: str) -> 
                 return None
         if prev in ("", "{", ";", "}") or _next_char(code, s.end) == ":":  # directives, statements, object keys
             return None
-        return None if _JS_NO_EXPR_BEFORE.search(code, max(0, s.start - 40), s.start) else _JS_UNITS
+        return None if _JS_NO_EXPR_BEFORE.search(code, near, s.start) else _JS_UNITS
     if lang == "powershell":
         if q == '"' and ("$" in body or "`" in body):  # interpolation or escapes
             return None
-        if (_next_char(code, s.end) in ("{", "=") or re.match(r"\s*using\b", text[line_start:s.start], re.I)
-                or _PS_ATTRIBUTE_OPEN.search(code, line_start, s.start) or text[s.start - 1:s.start].isalnum()):
+        if (_next_char(code, s.end) in ("{", "=") or _PS_USING.match(text, line_start, s.start)
+                or _PS_ATTRIBUTE_OPEN.search(code, near, s.start) or text[s.start - 1:s.start].isalnum()):
             return None
         return _DOUBLED_UNITS[q]
     if lang == "vbscript":
-        if re.match(r"\s*(?:(?:Private|Public)\s+)?Const\b", text[line_start:s.start], re.I):
+        if _VBS_CONST.match(text, line_start, s.start):
             return None
         return None if text[s.start - 1:s.start].isalnum() else _DOUBLED_UNITS[q]
     if lang == "bash":

@@ -97,3 +97,25 @@ def test_wandb_without_a_key_runs_offline(monkeypatch):
     setup_tracking(load_config(overrides=["tracking.report_to=[wandb]"]), notes.append)
     import os
     assert os.environ["WANDB_MODE"] == "offline" and any("offline" in n for n in notes)
+
+
+def test_ddp_on_cpu_with_two_processes(tmp_path, tiny_overrides):
+    """The hf backend under torchrun (what `accelerate launch` starts on GPUs): 2 ranks, gloo, one publication."""
+    import json
+    import subprocess
+    import sys
+
+    cfg = load_config(TINY_CONFIG, overrides=tiny_overrides)
+    run_pipeline(cfg, tmp_path, until="balance", log=lambda m: None)
+    sets = sum((["--set", o] for o in [*tiny_overrides, "training.max_steps=4", "training.eval_steps=2",
+                                       "training.save_steps=2", "training.torch_threads=1"]), [])
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "pipeline.cli",
+                           "train", "--config", str(TINY_CONFIG), "--run-dir", str(tmp_path), *sets],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = json.loads((tmp_path / "train" / "manifest.json").read_text())["counts"]
+    batch = cfg.training.per_device_train_batch_size
+    # two ranks each take a batch per step, so an epoch has half the steps it has in one process
+    steps_per_epoch = -(-counts["train_rows"] // (2 * batch))
+    assert counts["steps"] == 4 and counts["epochs"] == pytest.approx(4 / steps_per_epoch, abs=0.001)
+    assert len(list((tmp_path / ".tmp").glob("*"))) == 0

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from ..config import TINY_MODEL_ID, Config
 from ..records import read_records, write_json
-from ..runner import StageContext, StageError
+from ..runner import StageContext, StageError, is_main_process
 
 CHECKPOINTS = "checkpoints"
+WALL_CLOCK = ("_runtime", "_per_second")  # log keys that measure time, not the model
 
 
 def resolve_device(requested: str) -> str:
@@ -145,7 +146,9 @@ def run(ctx: StageContext) -> dict:
     # ---- cleanup: the best model (already reloaded when load_best_model_at_end), its spec, its history
     Classifier.save(trainer.model, tokenizer, ctx.out / "classifier", base_model=None if tiny else m.model_id,
                     max_length=m.max_length, head_ratio=m.truncation_head_ratio)
-    history = trainer.state.log_history
+    # Wall-clock figures (eval_runtime, *_per_second...) would make identical training runs publish different
+    # outputs, and so rerun everything downstream; the time taken is in the manifest (train_seconds).
+    history = [{k: v for k, v in h.items() if not k.endswith(WALL_CLOCK)} for h in trainer.state.log_history]
     write_json(ctx.out / "log_history.json", history)
     write_json(ctx.out / "environment.json", {**environment(), "model": info})
     evals = [h for h in history if "eval_loss" in h]
@@ -159,7 +162,8 @@ def run(ctx: StageContext) -> dict:
         "backend": info.get("backend"), "device": device,
         "trainable_parameters": info.get("trainable_params"),
     }
-    shutil.rmtree(checkpoints, ignore_errors=True)  # published: nothing left to resume
+    if is_main_process():
+        shutil.rmtree(checkpoints, ignore_errors=True)  # published: nothing left to resume
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     ctx.log(f"[train] {counts['steps']} steps in {counts['train_seconds']} s; val loss {fmt(counts['val_loss_start'])}"
             f" -> {fmt(counts['val_loss_end'])}, val ROC AUC {fmt(counts['val_roc_auc_end'])}")
@@ -174,9 +178,10 @@ def _resume_point(ctx: StageContext, checkpoints: Path, get_last_checkpoint) -> 
     """
     tag = checkpoints / "fingerprint"
     if not ctx.options.get("resume"):
-        shutil.rmtree(checkpoints, ignore_errors=True)
-        checkpoints.mkdir(parents=True)
-        tag.write_text(ctx.fingerprint)
+        if is_main_process():  # under DDP, rank 0 owns the checkpoint folder
+            shutil.rmtree(checkpoints, ignore_errors=True)
+            checkpoints.mkdir(parents=True)
+            tag.write_text(ctx.fingerprint)
         return None
     if not checkpoints.is_dir() or get_last_checkpoint(str(checkpoints)) is None:
         raise StageError(f"--resume: no checkpoint in {checkpoints}; run `sgpipe train` without --resume")

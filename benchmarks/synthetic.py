@@ -2,10 +2,11 @@
 
 `make_corpus(n, seed)` returns `n` scripts in six languages (PowerShell, JavaScript, Python, bash, batch, VBScript),
 about 1-3 KB each, with a few short one-liners, where:
-- `positives`: pairs made by a few token edits of one script (Jaccard of 5-gram shingles >= `pos_min`, well above the
-  usual 0.85 threshold): a near-duplicate finder must report them;
-- `negatives`: pairs edited until their Jaccard falls just below the threshold (`neg_range`): it must not;
-- families of scripts share a block of lines (Jaccard about 0.2-0.55), so a finder also meets many weak candidates.
+- `positives`: pairs made by a few token edits of one script (Jaccard of 5-gram shingles in `pos_range`, well above
+  the usual 0.85 threshold): a near-duplicate finder must report them;
+- `edges`: pairs edited until just above the threshold (`edge_range`): it must report them too (the hard case for LSH);
+- `negatives`: pairs edited until just below the threshold (`neg_range`): it must not report them;
+- families of scripts share a block of lines (Jaccard up to about 0.45), so a finder also meets weaker candidates.
 The same `n` and `seed` give the same corpus. Every planted pair's true Jaccard is measured, not assumed.
 """
 from __future__ import annotations
@@ -156,21 +157,40 @@ def _edit(rng: random.Random, lang: str, names: list[str], lines: list[str]) -> 
         lines.insert(i, lines[i])
 
 
+def _near_copy(rng: random.Random, lang: str, names: list[str], lines: list[str], ngram: int,
+               similarity: tuple[float, float]) -> tuple[str, float]:
+    """Edit a copy of `lines` one edit at a time until its Jaccard with the original drops below similarity[1];
+    start over if it lands below similarity[0]. Returns the text and its measured Jaccard."""
+    base = shingles("\n".join(lines) + "\n", ngram)
+    while True:
+        copy, sim = list(lines), 1.0
+        while sim >= similarity[1]:
+            _edit(rng, lang, names, copy)
+            text = "\n".join(copy) + "\n"
+            sim = jaccard(base, shingles(text, ngram))
+        if sim >= similarity[0]:
+            return text, sim
+
+
 @dataclass
 class Corpus:
     texts: list[str]
     langs: list[str]
     positives: list[tuple[int, int, float]] = field(default_factory=list)  # (i, j, jaccard), i < j: must be found
-    negatives: list[tuple[int, int, float]] = field(default_factory=list)  # just below threshold: must not
+    edges: list[tuple[int, int, float]] = field(default_factory=list)  # just above the threshold: must be found
+    negatives: list[tuple[int, int, float]] = field(default_factory=list)  # just below the threshold: must not
 
 
-def make_corpus(n: int, seed: int = 0, pos_rate: float = 0.05, neg_rate: float = 0.02, ngram: int = 5,
-                pos_min: float = 0.9, neg_range: tuple[float, float] = (0.72, 0.84), family_rate: float = 0.1,
-                short_rate: float = 0.05) -> Corpus:
-    """`n` scripts: bases, then a near-copy of `pos_rate`*n of them and a near-miss copy of `neg_rate`*n, shuffled."""
+def make_corpus(n: int, seed: int = 0, ngram: int = 5, pos_rate: float = 0.05, edge_rate: float = 0.01,
+                neg_rate: float = 0.02, pos_range: tuple[float, float] = (0.9, 0.98),
+                edge_range: tuple[float, float] = (0.85, 0.9), neg_range: tuple[float, float] = (0.72, 0.84),
+                family_rate: float = 0.1, short_rate: float = 0.05) -> Corpus:
+    """`n` scripts: bases, then an edited copy of `pos_rate`*n, `edge_rate`*n and `neg_rate`*n of them (Jaccard with
+    the original in `pos_range`, `edge_range`, `neg_range`: [low, high)), all shuffled."""
     rng = random.Random(seed)
-    n_pos, n_neg = round(n * pos_rate), round(n * neg_rate)
-    n_base = n - n_pos - n_neg
+    kinds = [("positives", round(n * pos_rate), pos_range), ("edges", round(n * edge_rate), edge_range),
+             ("negatives", round(n * neg_rate), neg_range)]
+    n_base = n - sum(count for _, count, _ in kinds)
     bases: list[tuple[str, list[str], list[str]]] = []  # (lang, names, lines)
     while len(bases) < n_base:
         lang = rng.choice(LANGS)
@@ -187,37 +207,21 @@ def make_corpus(n: int, seed: int = 0, pos_rate: float = 0.05, neg_rate: float =
     texts = ["\n".join(lines) + "\n" for _, _, lines in bases]
     langs = [lang for lang, _, _ in bases]
     long_bases = [i for i, t in enumerate(texts) if len(t) >= 1000]  # one-liners cannot take a few edits and stay
-    chosen = rng.sample(long_bases, n_pos + n_neg)
-    planted: list[tuple[int, int, float, bool]] = []
-    for k, i in enumerate(chosen):
-        lang, names, lines = bases[i]
-        base_set = shingles(texts[i], ngram)
-        if k < n_pos:
-            while True:  # a few edits; retry in the rare case they cost too much similarity
-                copy = list(lines)
-                for _ in range(rng.randrange(1, 4)):
-                    _edit(rng, lang, names, copy)
-                sim = jaccard(base_set, shingles("\n".join(copy) + "\n", ngram))
-                if sim >= pos_min:
-                    break
-        else:
-            while True:  # edit two at a time until just below the threshold; start over if it overshoots
-                copy, sim = list(lines), 1.0
-                while sim >= neg_range[1]:
-                    _edit(rng, lang, names, copy)
-                    _edit(rng, lang, names, copy)
-                    sim = jaccard(base_set, shingles("\n".join(copy) + "\n", ngram))
-                if sim >= neg_range[0]:
-                    break
-        texts.append("\n".join(copy) + "\n")
-        langs.append(lang)
-        planted.append((i, len(texts) - 1, sim, k < n_pos))
+    chosen = iter(rng.sample(long_bases, n - n_base))  # each base gets at most one copy
+    planted: list[tuple[str, int, int, float]] = []
+    for kind, count, similarity in kinds:
+        for _ in range(count):
+            i = next(chosen)
+            lang, names, lines = bases[i]
+            text, sim = _near_copy(rng, lang, names, lines, ngram, similarity)
+            texts.append(text)
+            langs.append(lang)
+            planted.append((kind, i, len(texts) - 1, sim))
 
     order = list(range(len(texts)))
     rng.shuffle(order)
     where = {old: new for new, old in enumerate(order)}
     corpus = Corpus([texts[i] for i in order], [langs[i] for i in order])
-    for i, j, sim, positive in planted:
-        pair = (min(where[i], where[j]), max(where[i], where[j]), sim)
-        (corpus.positives if positive else corpus.negatives).append(pair)
+    for kind, i, j, sim in planted:
+        getattr(corpus, kind).append((min(where[i], where[j]), max(where[i], where[j]), sim))
     return corpus

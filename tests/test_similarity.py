@@ -1,0 +1,218 @@
+"""Near-duplicate detection: tokens, shingles, MinHash, verified pairs, clusters, cross-collection pairs."""
+import itertools
+import math
+import random
+import re
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.similarity import (NearDuplicateIndex, UnionFind, _join_run, _shingle_arrays, _signatures, cross_pairs,
+                                 jaccard, lsh_params, shingles, tokenize)
+
+WORDS = "alpha beta gamma delta path file temp data user key value send load save shell exec host port list".split()
+
+
+def script(rng: random.Random, lines: int = 30) -> str:
+    """A random PowerShell-looking script, one statement a line."""
+    out = []
+    for _ in range(lines):
+        v, f, w = rng.choice(WORDS) + str(rng.randrange(100)), rng.choice(WORDS).title(), rng.choice(WORDS)
+        out.append(rng.choice([
+            f"${v} = Get-{f} -Path 'C:\\{w}\\{v}.txt' -Count {rng.randrange(1000)}",
+            f"if (${v} -gt {rng.randrange(1000)}) {{ Write-Host \"{w} {f}\" }}",
+            f"Invoke-WebRequest -Uri 'http://{w}{rng.randrange(99)}.com/{v}' -OutFile ${v}",
+            f"foreach (${v} in ${w}) {{ ${v}.{f}({rng.randrange(100)}) }}",
+        ]))
+    return "\n".join(out)
+
+
+def edit_line(text: str, i: int, rng: random.Random) -> str:
+    lines = text.split("\n")
+    lines[i] = script(rng, 1)
+    return "\n".join(lines)
+
+
+def corpus(seed: int = 0, n: int = 40) -> tuple[list[str], set[tuple[int, int]]]:
+    """`n` unrelated scripts, then a one-line edit of every fourth one; returns texts and the planted pairs."""
+    rng = random.Random(seed)
+    texts = [script(rng, rng.randrange(20, 40)) for _ in range(n)]
+    planted = set()
+    for i in range(0, n, 4):
+        texts.append(edit_line(texts[i], rng.randrange(10), rng))
+        planted.add((i, len(texts) - 1))
+    return texts, planted
+
+
+def reference_tokens(text: str) -> list[str]:
+    data = text.encode("utf-8", "surrogatepass")
+    return [t.decode("utf-8") for t in re.findall(rb"[\w\x80-\xff]+|[^\s\w\x80-\xff]", data)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_tokenize_matches_the_documented_regex(text):
+    assert tokenize(text) == reference_tokens(text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(), min_size=1, max_size=4), st.integers(1, 6))
+def test_shingles_of_a_text_do_not_depend_on_its_batch(texts, ngram):
+    together = _shingle_arrays(texts, ngram)
+    for text, arr in zip(texts, together):
+        assert np.array_equal(arr, _shingle_arrays([text], ngram)[0])
+        assert set(arr.tolist()) == shingles(text, ngram)
+
+
+def test_shingles_ignore_whitespace_and_short_texts_get_one():
+    assert shingles("$a = Get-Item  -Path\t'x'\r\n") == shingles("$a=Get-Item -Path 'x'")
+    assert shingles("") == shingles(" \n\t") == set()
+    assert len(shingles("whoami")) == len(shingles("ls -la")) == 1
+    assert shingles("ls -la") != shingles("ls -l")
+
+
+def test_jaccard():
+    a = shingles(script(random.Random(1)))
+    assert jaccard(a, set(a)) == 1.0
+    assert jaccard({1, 2, 3}, {3, 4}) == 0.25
+    assert jaccard(set(), set()) == jaccard(a, set()) == 0.0
+
+
+def test_one_line_edit_is_a_near_duplicate_and_another_script_is_not():
+    rng = random.Random(2)
+    original = script(rng)
+    edited = edit_line(original, 15, rng)
+    other = script(rng)  # same language, same statement shapes, different content
+    assert jaccard(shingles(original), shingles(edited)) >= 0.85
+    pairs = NearDuplicateIndex(threshold=0.85, workers=1).fit([original, other, edited]).pairs()
+    assert [(i, j) for i, j, _ in pairs] == [(0, 2)]
+
+
+def test_pairs_are_exactly_the_brute_force_pairs():
+    texts, planted = corpus()
+    index = NearDuplicateIndex(threshold=0.85, workers=1).fit(texts)
+    sets = [shingles(t) for t in texts]
+    truth = {(i, j) for i, j in itertools.combinations(range(len(texts)), 2) if jaccard(sets[i], sets[j]) >= 0.85}
+    pairs = index.pairs()
+    assert planted <= truth
+    assert [(i, j) for i, j, _ in pairs] == sorted(truth)
+    for i, j, sim in pairs:
+        assert sim == jaccard(sets[i], sets[j]) >= 0.85
+
+
+def test_signature_agreement_estimates_jaccard():
+    rng = random.Random(3)
+    a = script(rng, 400)  # > 4096 shingles: a signature spans several MinHash blocks
+    b = "\n".join(a.split("\n")[100:] + [script(rng, 100)])
+    true = jaccard(shingles(a), shingles(b))
+    sig = _signatures([a, b], ngram=5, num_perm=1024, seed=7)
+    assert abs((sig[0] == sig[1]).mean() - true) < 5 * math.sqrt(true * (1 - true) / 1024)
+
+
+def test_signatures_do_not_depend_on_batch_or_position():
+    rng = random.Random(4)
+    big, small = script(rng, 400), script(rng, 3)
+    alone = _signatures([big], 5, 64, 1)
+    mixed = _signatures([small, big, "", small], 5, 64, 1)
+    assert np.array_equal(alone[0], mixed[1])
+    assert np.array_equal(mixed[0], mixed[3])
+
+
+def test_results_do_not_depend_on_workers_or_batch_size():
+    texts, _ = corpus(seed=5)
+    one = NearDuplicateIndex(workers=1, batch_size=len(texts)).fit(texts)
+    two = NearDuplicateIndex(workers=2, batch_size=7).fit(texts)  # 8 batches over a pool of 2 processes
+    assert np.array_equal(one.signatures_, two.signatures_)
+    assert one.pairs() == two.pairs()
+    assert one.clusters() == two.clusters()
+
+
+def test_clusters_are_transitive():
+    rng = random.Random(6)
+    a = script(rng, 40)
+    b = "\n".join([script(rng, 3)] + a.split("\n")[3:])  # a with its head rewritten
+    c = "\n".join(b.split("\n")[:-3] + [script(rng, 3)])  # b with its tail rewritten: further from a
+    s = [shingles(t) for t in (a, b, c)]
+    near, far = min(jaccard(s[0], s[1]), jaccard(s[1], s[2])), jaccard(s[0], s[2])
+    assert far < near
+    threshold = (near + far) / 2  # a~b and b~c, but not a~c
+    texts = [a, script(rng), b, c]
+    index = NearDuplicateIndex(threshold=threshold, workers=1).fit(texts)
+    assert [(i, j) for i, j, _ in index.pairs()] == [(0, 2), (2, 3)]
+    assert index.clusters() == [[0, 2, 3]]
+
+
+def test_clusters_are_the_connected_components_of_pairs():
+    # chains of texts, each two lines away from the previous one: bucket-mates are similar to some, not all, others
+    rng = random.Random(9)
+    texts = []
+    for _ in range(6):
+        text = script(rng, 30)
+        for _ in range(8):
+            texts.append(text)
+            text = edit_line(edit_line(text, rng.randrange(30), rng), rng.randrange(30), rng)
+    texts += [script(rng) for _ in range(10)]
+    rng.shuffle(texts)
+    for threshold in (0.5, 0.7, 0.85):
+        index = NearDuplicateIndex(threshold=threshold, workers=1).fit(texts)
+        uf = UnionFind(len(texts))
+        for i, j, _ in index.pairs():
+            uf.union(i, j)
+        assert index.clusters() == uf.groups(min_size=2)
+        assert len(index.clusters()) > 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_joining_runs_connects_exactly_what_all_pairs_would(data):
+    n = data.draw(st.integers(2, 10))
+    edges = data.draw(st.sets(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)).map(lambda e: tuple(sorted(e)))))
+    runs = data.draw(st.lists(st.lists(st.integers(0, n - 1), min_size=2, unique=True), max_size=4))
+    joined, expected = UnionFind(n), UnionFind(n)
+
+    def near(x, y):
+        assert joined.find(x) != joined.find(y)  # never verifies a pair it has already connected
+        return tuple(sorted((x, y))) in edges
+
+    for run in runs:
+        _join_run(run, joined, near)
+        for x, y in itertools.combinations(run, 2):
+            if tuple(sorted((x, y))) in edges:
+                expected.union(x, y)
+    assert joined.groups() == expected.groups()
+
+
+def test_union_find():
+    uf = UnionFind(6)
+    assert uf.union(4, 1) and uf.union(1, 5) and uf.union(0, 2)
+    assert not uf.union(5, 4)
+    assert uf.groups() == [[0, 2], [1, 4, 5], [3]]
+    assert uf.groups(min_size=2) == [[0, 2], [1, 4, 5]]
+
+
+def test_cross_pairs_reports_only_pairs_across_the_two_lists():
+    rng = random.Random(7)
+    train = [script(rng) for _ in range(6)]
+    train.append(edit_line(train[0], 3, rng))  # a near-duplicate inside train: not leakage
+    test = [script(rng) for _ in range(4)]
+    test.append(edit_line(train[2], 20, rng))
+    found = cross_pairs(train, test, threshold=0.85, workers=1)
+    assert [(i, j) for i, j, _ in found] == [(2, 4)]
+    assert found[0][2] == jaccard(shingles(train[2]), shingles(test[4]))
+
+
+def test_empty_and_very_short_texts():
+    texts = ["", "   \n", "whoami", "whoami", "ls -la", "", "x=1", script(random.Random(8))]
+    index = NearDuplicateIndex(workers=1).fit(texts)
+    assert [(i, j) for i, j, _ in index.pairs()] == [(2, 3)]  # empty texts pair with nothing
+    assert index.clusters() == [[2, 3]]
+    assert NearDuplicateIndex(workers=1).fit([]).pairs() == []
+    assert cross_pairs([], ["a"], workers=1) == []
+
+
+def test_lsh_bands_miss_few_pairs_at_the_threshold():
+    for threshold in (0.5, 0.7, 0.85, 0.95):
+        bands, rows = lsh_params(threshold, 128)
+        assert bands * rows <= 128
+        assert (1 - threshold ** rows) ** bands <= 1e-4

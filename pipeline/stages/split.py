@@ -13,9 +13,9 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 
-from ..records import Record, read_records, write_records
+from ..records import Record, read_records
 from ..runner import StageContext, StageError
-from ..similarity import cross_pairs
+from ..similarity import NearDuplicateIndex
 
 SPLITS = ("train", "val", "test")
 
@@ -59,30 +59,39 @@ def assign(records: list[Record], val_size: float, test_size: float, group_key: 
 
 
 def run(ctx: StageContext) -> dict:
-    cfg = ctx.config.data.split
-    records = list(read_records(ctx.input("dedup", "records.jsonl")))
-    splits = assign(records, cfg.val_size, cfg.test_size, cfg.group_key, cfg.stratify_by_lang, ctx.config.run.seed)
+    cfg, dedup = ctx.config.data.split, ctx.config.data.dedup
+    source = ctx.input("dedup", "records.jsonl")
+    # Pass 1 assigns splits from the records' metadata only; pass 2 streams the texts into the split files.
+    light = [Record(**{**r.__dict__, "text": ""}) for r in read_records(source)]
+    splits = assign(light, cfg.val_size, cfg.test_size, cfg.group_key, cfg.stratify_by_lang, ctx.config.run.seed)
     for name in SPLITS:
-        if not {r.label for r in splits[name]} >= {"malicious", "benign"}:
-            raise StageError(f"the {name} split has no {'/'.join({'malicious', 'benign'} - {r.label for r in splits[name]})}"
-                             f" script ({len(records)} records in all): add data, or lower "
-                             "data.split.val_size/test_size, or use data.split.group_key=none")
-        write_records(ctx.out / f"{name}.jsonl", splits[name])
+        missing = {"malicious", "benign"} - {r.label for r in splits[name]}
+        if missing:
+            raise StageError(f"the {name} split has no {'/'.join(sorted(missing))} script ({len(light)} records in "
+                             "all): add data, or lower data.split.val_size/test_size, or use data.split.group_key=none")
+    split_of = {r.id: name for name, rs in splits.items() for r in rs}
+    files = {name: open(ctx.out / f"{name}.jsonl", "w", encoding="utf-8") for name in SPLITS}
+    texts: list[str] = []
+    sides: list[str] = []
+    try:
+        for r in read_records(source):  # dedup's order, which is deterministic
+            files[split_of[r.id]].write(r.to_json() + "\n")
+            texts.append(r.text)
+            sides.append(split_of[r.id])
+    finally:
+        for f in files.values():
+            f.close()
 
-    # Leakage check: exact ids and verified near-duplicate pairs between train and each held-out split.
-    dedup = ctx.config.data.dedup
-    train_ids = {r.id for r in splits["train"]}
-    exact = sum(r.id in train_ids for s in ("val", "test") for r in splits[s]) + \
-        len({r.id for r in splits["val"]} & {r.id for r in splits["test"]})
-    near = 0
-    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
-        near += len(cross_pairs([r.text for r in splits[a]], [r.text for r in splits[b]], threshold=dedup.threshold,
-                                ngram=dedup.ngram_size, num_perm=dedup.num_perm, seed=ctx.config.run.seed))
-    if exact or near:
-        ctx.log(f"[split] WARNING: {exact} exact and {near} near-duplicate pairs cross splits (leakage)")
-    counts = {s: dict(sorted(Counter(r.label for r in splits[s]).items())) for s in SPLITS}
+    # Leakage check: verified near-duplicate pairs whose two scripts sit in different splits (expected 0 after
+    # dedup). One index over all texts; exact duplicates cannot cross (one id, one split).
+    pairs = NearDuplicateIndex(threshold=dedup.threshold, ngram=dedup.ngram_size, num_perm=dedup.num_perm,
+                               workers=dedup.workers).fit(texts).pairs() if len(texts) > 1 else []
+    near = sum(sides[i] != sides[j] for i, j, _ in pairs)
+    if near:
+        ctx.log(f"[split] WARNING: {near} near-duplicate pairs cross splits (leakage)")
     ctx.log("[split] " + ", ".join(f"{s} {len(splits[s])}" for s in SPLITS))
-    return {"in": len(records), **{s: len(splits[s]) for s in SPLITS}, "per_label": counts,
+    return {"in": len(light), **{s: len(splits[s]) for s in SPLITS},
+            "per_label": {s: dict(sorted(Counter(r.label for r in splits[s]).items())) for s in SPLITS},
             "per_lang": {s: dict(sorted(Counter(r.lang for r in splits[s]).items())) for s in SPLITS},
-            "groups": len({group_of(r, cfg.group_key) for r in records}),
-            "cross_split_exact_duplicates": exact, "cross_split_near_duplicates": near}
+            "groups": len({group_of(r, cfg.group_key) for r in light}),
+            "cross_split_exact_duplicates": len(light) - len(split_of), "cross_split_near_duplicates": near}

@@ -10,6 +10,7 @@ import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .config import Config, ConfigError, field_info, load_config
 from .readers import safe_display
@@ -61,7 +62,8 @@ def _summary(manifest: dict, cached: bool) -> None:
     table = Table(title=f"{manifest['stage']} ({manifest['seconds']:.1f} s)", show_header=False, title_justify="left")
     for key, value in manifest["counts"].items():
         shown = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
-        table.add_row(key, safe_display(shown if len(shown) < 160 else shown[:157] + "..."))
+        # Text: values hold paths, which rich would otherwise read as markup ("[/]" in a folder name fails)
+        table.add_row(key, Text(safe_display(shown if len(shown) < 160 else shown[:157] + "...")))
     console.print(table)
 
 
@@ -147,10 +149,17 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
     flagged = []
 
     def tracked():
-        for p in predict(paths, classifier, limits_from_config(cfg.data.ingest), threshold=threshold):
-            if p.verdict == "malicious":
-                flagged.append(p.location)
-            yield p
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        # progress on stderr (only on a terminal), so stdout stays clean for json/jsonl/csv consumers
+        with Progress(SpinnerColumn(), TextColumn("{task.completed} scripts scored"), TimeElapsedColumn(),
+                      console=err, disable=not err.is_terminal, transient=True) as bar:
+            task = bar.add_task("predict")
+            for p in predict(paths, classifier, limits_from_config(cfg.data.ingest), threshold=threshold):
+                if p.verdict == "malicious":
+                    flagged.append(p.location)
+                bar.advance(task)
+                yield p
 
     try:
         render(tracked(), fmt)
@@ -197,7 +206,7 @@ def status_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, s
     except ConfigError as e:
         _fail(str(e), 2)
     rd = _run_dir(cfg, run_dir)
-    table = Table(title=f"run {rd}", title_justify="left")
+    table = Table(title=Text(safe_display(f"run {rd}")), title_justify="left")  # Text: a path is not markup
     for col in ("stage", "state", "finished", "seconds", "counts"):
         table.add_column(col)
     colour = {"done": "green", "stale": "yellow", "missing": "red"}
@@ -205,7 +214,7 @@ def status_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, s
         m = st.manifest or {}
         counts = {k: v for k, v in (m.get("counts") or {}).items() if not isinstance(v, dict)}
         table.add_row(st.stage.name, f"[{colour[st.state]}]{st.state}[/]", m.get("started_at", ""),
-                      str(m.get("seconds", "")), safe_display(json.dumps(counts))[:100])
+                      str(m.get("seconds", "")), Text(safe_display(json.dumps(counts))[:100]))
     console.print(table)
 
 
@@ -235,6 +244,106 @@ def config_explain(key: str = typer.Argument(..., help="Dotted key, e.g. trainin
     if info["guide"]:
         console.print(f"  seed guide: {info['guide']}")
 
+
+
+# ------------------------------------------------------------------------------ diagnose, sweep, compare (issue 5)
+@app.command("diagnose")
+def diagnose_(run: Path = typer.Argument(..., help="Run directory, e.g. runs/tiny."),
+              as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
+              write_config: Optional[Path] = typer.Option(None, "--write-config", help="Write a NEW config with the "
+                                                          "suggested changes to this file (the run's own is never "
+                                                          "edited)."),
+              config: Optional[Path] = typer.Option(None, "--config", "-c", help="Base config for --write-config "
+                                                    "(default: the config the run's manifests recorded).")):
+    """Read a run's training log, metrics and config: overfitting, underfitting, collapse, exploding or vanishing
+    gradients, learning-rate schedule, early stopping, memory; each with its evidence and the seed guide's fix."""
+    from .compare import run_config
+    from .diagnose import DiagnoseError, diagnose, render_json, render_text
+    from .diagnose import write_config as write_new_config
+
+    try:
+        findings = diagnose(run)
+    except DiagnoseError as e:
+        _fail(str(e), 1)
+    if as_json:
+        sys.stdout.write(render_json(findings, run) + "\n")
+    else:
+        console.print(_display(render_text(findings, run)), markup=False)
+    if write_config is not None:
+        try:
+            path, changes = write_new_config(findings, config if config is not None else run_config(run),
+                                             write_config, protect=run)
+        except (DiagnoseError, ConfigError) as e:
+            _fail(str(e), 2)
+        err.print(_display(f"wrote {path} with {len(changes)} change(s); try it beside this run: sgpipe all "
+                           f"--config {path} --run-dir {run}-next"), markup=False)
+
+
+@app.command("sweep")
+def sweep_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_: List[str] = SetOpt,
+           input_: List[str] = InputOpt,
+           grid: List[str] = typer.Option([], "--grid", "-g", help="KEY=V1,V2 (values parse like --set) or, for "
+                                          "random/tpe, KEY=LOW..HIGH. Repeatable."),
+           one_at_a_time: bool = typer.Option(False, "--one-at-a-time", help="Vary one key at a time from the "
+                                              "baseline instead of every combination."),
+           search: str = typer.Option("grid", "--search", help="grid | random | tpe (random and tpe use Optuna)."),
+           trials: Optional[int] = typer.Option(None, "--trials", help="random/tpe: total trials in the study."),
+           storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: SQLite in "
+                                                 "the sweep directory). Share a database URL between --worker "
+                                                 "processes to spread a study over machines."),
+           study: Optional[str] = typer.Option(None, "--study", help="Optuna study name (default: "
+                                               "sgpipe-<run.name>)."),
+           worker: bool = typer.Option(False, "--worker", help="Join an existing study and run trials until it "
+                                       "holds --trials."),
+           sweep_dir: Optional[Path] = typer.Option(None, "--sweep-dir", help="Default: runs/<run.name>-sweep."),
+           metric: str = typer.Option("val_loss", "--metric", help="Objective: a validation metric or "
+                                      "train_seconds.")):
+    """A baseline, then one full run per trial, data stages computed once; then the comparison table."""
+    from .compare import compare, to_markdown
+    from .compare import write as write_comparison
+    from .sweep import SweepError, parse_grid, sweep
+
+    if config is None and DEFAULT_CONFIG.is_file():
+        config = DEFAULT_CONFIG
+    try:
+        where, done = sweep(config, parse_grid(grid), one_at_a_time=one_at_a_time, base_overrides=set_,
+                            presets=preset, inputs=input_ or None, sweep_dir=sweep_dir, search=search, trials=trials,
+                            storage=storage, study=study, worker=worker, metric=metric,
+                            log=lambda m: console.print(_display(m), markup=False))
+        comparison = compare([where], metric)
+        files = write_comparison(comparison, where / "compare")
+    except (SweepError, ConfigError) as e:
+        _fail(str(e), 2)
+    except (StageError, FileNotFoundError) as e:
+        _fail(str(e), 1)
+    sys.stdout.write(_display(to_markdown(comparison)))  # not console.print: it would wrap the table's lines
+    console.print(_display(f"comparison: {files['markdown']}, {files['csv']}, plots in {where / 'compare'}"),
+                  markup=False)
+    if done and all(t.status == "failed" for t in done):
+        _fail(f"every trial failed: see {where}/trials/*/error.txt", 1)
+
+
+@app.command("compare")
+def compare_(runs: List[Path] = typer.Argument(..., help="Run directories and/or sweep directories."),
+             metric: str = typer.Option("val_loss", "--metric", help="Metric that picks the best run: val_loss, "
+                                        "val_roc_auc, val_balanced_accuracy, test_loss, test_roc_auc, "
+                                        "test_sensitivity, test_specificity, train_seconds."),
+             out: Optional[Path] = typer.Option(None, "--out", help="Folder for comparison.md/.csv, best.json and "
+                                                "plots (default: <sweep>/compare for one sweep, else "
+                                                "reports/compare).")):
+    """The parameters that differ and the metrics of several runs; the best run; per-parameter plots."""
+    from .compare import CompareError, compare, to_markdown
+    from .compare import write as write_comparison
+
+    try:
+        comparison = compare(runs, metric)
+    except CompareError as e:
+        _fail(str(e), 2)
+    if out is None:
+        out = runs[0] / "compare" if len(runs) == 1 and (runs[0] / "trials").is_dir() else Path("reports/compare")
+    files = write_comparison(comparison, out)
+    sys.stdout.write(_display(to_markdown(comparison)))
+    console.print(_display(f"written: {', '.join(str(p) for p in files.values())}"), markup=False)
 
 def main() -> None:
     app()

@@ -7,6 +7,7 @@ of failing, and a tracker that is not installed is named with the command that i
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import platform
 import sys
@@ -29,10 +30,34 @@ def setup_tracking(cfg, log=print) -> None:
                 log("[train] wandb: no WANDB_API_KEY, logging offline (sync later with `wandb sync`)")
         os.environ["WANDB_MODE"] = mode
         os.environ.setdefault("WANDB_PROJECT", cfg.tracking.project)
-        if cfg.tracking.tags:
-            os.environ["WANDB_TAGS"] = ",".join(cfg.tracking.tags)
+        os.environ["WANDB_TAGS"] = ",".join(run_tags(cfg))
     if "mlflow" in targets:
         os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", cfg.tracking.project)
+        # mlflow tags are key/value pairs: 'phase:sweep' -> phase=sweep, a bare tag -> tag=true
+        os.environ["MLFLOW_TAGS"] = json.dumps(dict(t.split(":", 1) if ":" in t else (t, "true")
+                                                    for t in run_tags(cfg)))
+
+
+def vram_tier(cfg) -> str | None:
+    """The seed guide's GPU memory preset (vram-12gb ... vram-80gb) whose every setting the config has, if any."""
+    from .presets import PRESETS
+
+    for name, preset in PRESETS.items():
+        if name.startswith("vram-") and all(cfg.get(k) == v for k, v in preset.changes.items()):
+            return name
+    return None
+
+
+def run_tags(cfg) -> list[str]:
+    """The tracker tags of a run (hyperparameter-tracking.md, "automatic tagging"): the configured ones, the phase
+    (baseline and sweep are set by `sgpipe sweep`; any other run is an iteration) and the VRAM tier it matches."""
+    tags = list(cfg.tracking.tags)
+    if not any(t.startswith("phase:") for t in tags):
+        tags.append("phase:iteration")
+    tier = vram_tier(cfg)
+    if tier and f"tier:{tier}" not in tags:
+        tags.append(f"tier:{tier}")
+    return tags
 
 
 def environment() -> dict:

@@ -63,6 +63,15 @@ class IngestConfig(Section):
     zip_max_total_bytes: int = _f(2_000_000_000, "Most uncompressed bytes read from one archive.",
                                   ge=1, le=1_000_000_000_000)
 
+    @model_validator(mode="after")
+    def _check(self):
+        remapped = {k: v for k, v in self.label_map.items() if k.strip().lower() in ("malicious", "benign")
+                    and k.strip().lower() != v}
+        if remapped:  # checked here, not only by the readers, so it is a config error before any stage runs
+            raise ValueError(f"data.ingest.label_map {remapped} remaps 'malicious'/'benign' themselves, which is "
+                             "refused: fix the labels in the data, or remove these entries")
+        return self
+
 
 class DedupConfig(Section):
     enabled: bool = _f(True, "Remove near-duplicates (exact duplicates are always removed).")

@@ -96,11 +96,15 @@ def render(predictions: Iterable[Prediction], fmt: str, out=None) -> None:
     elif fmt == "table":
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         table = Table("location", "lang", "P(malicious)", "verdict")
         for p in predictions:
             verdict = f"error: {safe_display(p.error)}" if p.error else p.verdict
-            table.add_row(safe_display(p.location), p.lang, "" if p.score is None else f"{p.score:.4f}", verdict)
+            # Text, not str: rich reads str cells as markup, so a file named "[link=...]x[/link]" would show as "x"
+            # (and link elsewhere), and one named "[/]" would stop the scan with a MarkupError
+            table.add_row(Text(safe_display(p.location)), p.lang, "" if p.score is None else f"{p.score:.4f}",
+                          Text(verdict))
         Console(file=out, highlight=False).print(table)
     else:
         raise ValueError(f"unknown format {fmt!r}: choose table, json, jsonl or csv")

@@ -12,6 +12,7 @@ output byte-identical does not rerun what follows it.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -54,6 +55,7 @@ STAGES: tuple[Stage, ...] = (
 STAGE_NAMES = tuple(s.name for s in STAGES)
 BY_NAME = {s.name: s for s in STAGES}
 MANIFEST = "manifest.json"
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # no space left, quota exceeded
 
 
 def is_main_process() -> bool:
@@ -225,8 +227,14 @@ def run_stage(config: Config, run_dir: Path, name: str, options: dict | None = N
         }
         write_json(out / MANIFEST, manifest)
         _publish(out, run_dir / name)
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        where = e.filename or run_dir.resolve()  # a plain write() names no file: then it was the run directory
+        raise StageError(f"{name}: the disk holding {where} is full ({e.strerror}). Free space there, or give a "
+                         "--run-dir on another disk, and rerun; earlier outputs are intact") from e
     finally:
-        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)  # also frees what the stage wrote before the disk filled up
     return manifest
 
 

@@ -211,6 +211,9 @@ def load_model(
     """
     if finetuning_type not in ("lora", "full"):
         raise ValueError(f"model.finetuning_type must be lora or full, got {finetuning_type!r}")
+    if trust_remote_code:
+        log.warning("model.trust_remote_code=true: loading %r may run Python code shipped with the checkpoint, with "
+                    "your privileges. Turn it off unless you have read that code.", model_id)
     backend = choose_backend(backend)
     device = _resolve_device(device)
     if load_in_4bit and not device.startswith("cuda"):

@@ -202,7 +202,8 @@ def _state_dict_files(directory: Path, allow_pickle: bool) -> list[Path]:
     if allow_pickle and (directory / "pytorch_model.bin").exists():
         return [directory / "pytorch_model.bin"]
     raise FileNotFoundError(
-        f"{directory}: no model.safetensors (pickled .bin files are read only with allow_pickle=True)"
+        f"{directory}: no model.safetensors (pickled .bin weights are read only with allow_pickle=True: "
+        "--set model.allow_pickle_weights=true, for checkpoints you trust)"
     )
 
 
@@ -223,7 +224,9 @@ def load_trimmed_model(directory: str | Path, *, dtype: torch.dtype = torch.floa
     model = trim_lm_head(AutoModelForCausalLM.from_config(config, dtype=dtype), label_ids)
     state = {}
     for f in _state_dict_files(directory, allow_pickle):
-        state.update(load_file(str(f)) if f.suffix == ".safetensors" else torch.load(f, map_location="cpu"))
+        # weights_only: even when pickles are allowed, torch's restricted unpickler builds tensors and nothing else
+        state.update(load_file(str(f)) if f.suffix == ".safetensors" else
+                     torch.load(f, map_location="cpu", weights_only=True))
     model.load_state_dict(state, strict=True)
     return model.eval()
 
@@ -254,7 +257,8 @@ def load_classifier(path: str | Path, base_model_loader: Callable[[str], object]
     if meta["format"] == "full":
         return load_trimmed_model(path, allow_pickle=allow_pickle), tokenizer
     if not (path / "adapter_model.safetensors").exists() and not allow_pickle:
-        raise FileNotFoundError(f"{path / 'adapter_model.safetensors'} is missing (pickled adapters need allow_pickle)")
+        raise FileNotFoundError(f"{path / 'adapter_model.safetensors'} is missing (pickled adapters need allow_pickle: "
+                                "--set model.allow_pickle_weights=true, for checkpoints you trust)")
     if (path / "base").is_dir():
         base = load_trimmed_model(path / "base", allow_pickle=allow_pickle)
     else:

@@ -63,7 +63,7 @@ def run(ctx: StageContext) -> dict:
     s_test = classifier.score_records(test, batch)
     t = chosen["threshold"]
     result = {"model": evaluate_scores(y_test, s_test, t, test, cfg.bootstrap_samples, seed), "threshold": chosen,
-              "test_set": str(test_path), "val_n": len(val)}
+              "test_set": str(test_path.relative_to(ctx.run_dir)), "val_n": len(val)}
     write_predictions(ctx.out / "val_predictions.jsonl", val, s_val, t)
     write_predictions(ctx.out / "predictions.jsonl", test, s_test, t)
 

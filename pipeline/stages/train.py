@@ -53,7 +53,7 @@ def training_arguments(cfg: Config, output_dir: Path, device: str, log) -> "SFTC
         lr_scheduler_type=t.lr_scheduler_type,
         warmup_steps=t.warmup_steps if t.warmup_steps else t.warmup_ratio,  # transformers 5: a float < 1 is a ratio
         max_grad_norm=t.max_grad_norm, num_train_epochs=t.num_epochs, max_steps=t.max_steps,
-        eval_strategy=t.eval_strategy, eval_steps=t.eval_steps, eval_on_start=evaluating,
+        eval_strategy=t.eval_strategy, eval_steps=t.eval_steps,
         save_strategy=t.eval_strategy if (t.load_best_model_at_end and evaluating) else "steps",
         save_steps=t.save_steps, save_total_limit=t.save_total_limit, logging_steps=t.logging_steps,
         logging_first_step=True,
@@ -140,6 +140,10 @@ def run(ctx: StageContext) -> dict:
             raise StageError(f"{len(built) - len(prepared)} {name} rows were dropped by the trainer: a verdict was lost")
 
     # ---- train
+    if t.eval_strategy != "no" and resume is None:
+        # The untrained model's val loss, for the record. Not `eval_on_start`: that would make the untrained model the
+        # best so far, so early stopping could count its patience from step 0 and keep a worse checkpoint.
+        trainer.evaluate()
     result = trainer.train(resume_from_checkpoint=resume)
     final = trainer.evaluate() if t.eval_strategy != "no" else {}
 

@@ -49,9 +49,19 @@ def write_corpus(n: int, path: Path, seed: int) -> float:
     return path.stat().st_size / 1e6
 
 
+def in_child(fn, *args):
+    """Run fn in a spawned process: the corpus it builds must not inflate this process, whose RSS every forked
+    stage process would otherwise start from (a fork counts the parent's pages in the child's peak RSS)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
 def stage_figures(n: int, work: Path, seed: int) -> list[dict]:
     data = work / f"corpus-{n}.jsonl"
-    mb = write_corpus(n, data, seed)
+    mb = in_child(write_corpus, n, data, seed)
     sgpipe = [sys.executable, "-m", "pipeline.cli"]
     common = ["--config", "configs/tiny.yaml", "--input", str(data), "--run-dir", str(work / f"run-{n}")]
     rows = []
@@ -64,6 +74,14 @@ def stage_figures(n: int, work: Path, seed: int) -> list[dict]:
     return rows
 
 
+def write_files(folder: Path, n_files: int, seed: int) -> None:
+    folder.mkdir()
+    corpus = make_corpus(min(n_files, 20_000), seed=seed)
+    for i in range(n_files):
+        k = i % len(corpus.texts)
+        (folder / f"{i:07d}.{EXT[corpus.langs[k]]}").write_text(corpus.texts[k][:600])
+
+
 def predict_figures(n_files: int, work: Path, seed: int) -> dict:
     """Train a minimal tiny model, then `sgpipe predict` over a folder of n_files small scripts."""
     run = work / "model"
@@ -72,11 +90,7 @@ def predict_figures(n_files: int, work: Path, seed: int) -> dict:
     timed_child([sys.executable, "-m", "pipeline.cli", "all", "--until", "evaluate", "--config", "configs/tiny.yaml",
                  "--run-dir", str(run), *sets])
     folder = work / "scan"
-    folder.mkdir()
-    corpus = make_corpus(min(n_files, 20_000), seed=seed)
-    for i in range(n_files):
-        k = i % len(corpus.texts)
-        (folder / f"{i:07d}.{EXT[corpus.langs[k]]}").write_text(corpus.texts[k][:600])
+    in_child(write_files, folder, n_files, seed)
     with open(work / "predictions.jsonl", "w") as out:
         seconds, peak = timed_child([sys.executable, "-m", "pipeline.cli", "predict", str(folder), "--model", str(run),
                                      "--format", "jsonl"], stdout=out)

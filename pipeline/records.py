@@ -13,6 +13,7 @@ import unicodedata
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Iterable, Iterator
 
 LABELS = ("benign", "malicious")  # index 1 is the positive class everywhere: "malicious" -> 1
@@ -94,3 +95,44 @@ def atomic_write(path: str | Path, mode: str = "w"):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class TextsOnDisk(Sequence):
+    """The texts of a records file as a read-only sequence, read back on demand by byte offset.
+
+    Near-duplicate search needs every text twice (to hash, then to verify candidate pairs) but never all at once:
+    holding 8 bytes per script instead of the script keeps dedup and split memory flat as the corpus grows.
+    """
+
+    def __init__(self, path: str | Path, offsets: Sequence[int]):
+        self.path, self.offsets = Path(path), list(offsets)
+        self._file = None
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return self.record(i).text
+
+    def record(self, i: int) -> Record:
+        if self._file is None:
+            self._file = open(self.path, "rb")
+        self._file.seek(self.offsets[i])
+        return Record.from_dict(json.loads(self._file.readline()))
+
+    def __getstate__(self):  # picklable for worker processes: they reopen the file
+        return {"path": self.path, "offsets": self.offsets, "_file": None}
+
+
+def scan_records(path: str | Path) -> Iterator[tuple[int, Record]]:
+    """(byte offset, record) for every line: stream a file once, come back to any record later by its offset."""
+    with open(path, "rb") as f:
+        while True:
+            offset = f.tell()
+            line = f.readline()
+            if not line:
+                return
+            if line.strip():
+                yield offset, Record.from_dict(json.loads(line))

@@ -158,3 +158,14 @@ def test_leakage_check_counts_near_duplicates_across_splits_when_dedup_is_off(tm
     counts = json.loads((tmp_path / "split" / "manifest.json").read_text())["counts"]
     assert counts["cross_split_near_duplicates"] > 0  # data/tiny plants near-duplicate pairs; some get split apart
     assert any("leakage" in n for n in notes)
+
+
+def test_texts_on_disk_reads_back_what_was_written(tmp_path):
+    from pipeline.records import TextsOnDisk, scan_records, write_records
+
+    recs = [Record(id=str(i), text=f"line {i}\nwith é and \\\" quotes", label="benign") for i in range(5)]
+    write_records(tmp_path / "r.jsonl", recs)
+    offsets = [o for o, _ in scan_records(tmp_path / "r.jsonl")]
+    texts = TextsOnDisk(tmp_path / "r.jsonl", offsets[::-1])
+    assert len(texts) == 5 and list(texts) == [r.text for r in recs[::-1]] and texts[1:3] == [recs[3].text, recs[2].text]
+    assert texts.record(0).id == "4"

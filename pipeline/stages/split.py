@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 
-from ..records import Record, read_records
+from ..records import Record, TextsOnDisk, read_records, scan_records
 from ..runner import StageContext, StageError
 from ..similarity import NearDuplicateIndex
 
@@ -71,12 +71,12 @@ def run(ctx: StageContext) -> dict:
                              "all): add data, or lower data.split.val_size/test_size, or use data.split.group_key=none")
     split_of = {r.id: name for name, rs in splits.items() for r in rs}
     files = {name: open(ctx.out / f"{name}.jsonl", "w", encoding="utf-8") for name in SPLITS}
-    texts: list[str] = []
+    offsets: list[int] = []
     sides: list[str] = []
     try:
-        for r in read_records(source):  # dedup's order, which is deterministic
+        for offset, r in scan_records(source):  # dedup's order, which is deterministic
             files[split_of[r.id]].write(r.to_json() + "\n")
-            texts.append(r.text)
+            offsets.append(offset)
             sides.append(split_of[r.id])
     finally:
         for f in files.values():
@@ -84,6 +84,7 @@ def run(ctx: StageContext) -> dict:
 
     # Leakage check: verified near-duplicate pairs whose two scripts sit in different splits (expected 0 after
     # dedup). One index over all texts; exact duplicates cannot cross (one id, one split).
+    texts = TextsOnDisk(source, offsets)  # read back on demand: memory stays flat as the corpus grows
     pairs = NearDuplicateIndex(threshold=dedup.threshold, ngram=dedup.ngram_size, num_perm=dedup.num_perm,
                                workers=dedup.workers).fit(texts).pairs() if len(texts) > 1 else []
     near = sum(sides[i] != sides[j] for i, j, _ in pairs)

@@ -21,7 +21,7 @@ from ..records import read_records, write_json
 from ..runner import StageContext, StageError, is_main_process
 
 CHECKPOINTS = "checkpoints"
-WALL_CLOCK = ("_runtime", "_per_second")  # log keys that measure time, not the model
+WALL_CLOCK = ("_runtime", "_per_second", "_preparation_time")  # log keys that measure time, not the model
 
 
 def resolve_device(requested: str) -> str:

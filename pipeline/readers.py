@@ -32,10 +32,8 @@ declared sizes (ratio, size, archive total, member count read from the end recor
 and again on the bytes really decompressed; gzipped tables get the same ratio and total limits while streaming.
 Reading CSV raises the process-wide `csv.field_size_limit` to fit `max_file_bytes`.
 
-Text decoding: UTF-8 (a BOM is dropped) or UTF-16 (with a BOM, or without one when NUL bytes fall on every other
-byte, as in ASCII text saved as UTF-16). Other bytes with a NUL in the first 8 KB are `binary`. Invalid UTF-8 is
-`undecodable`: legacy encodings such as latin-1 are never guessed, because a wrong guess silently changes the text the
-model learns.
+Text decoding (UTF-8 or UTF-16, never a guessed legacy encoding) is in decoding.py, the zip guards in archives.py, and
+the limits and the reject vocabulary in rejects.py; this module re-exports what callers import from it.
 """
 from __future__ import annotations
 
@@ -46,59 +44,23 @@ import gzip
 import io
 import json
 import os
-import re
 import stat
-import struct
 import unicodedata
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from functools import partial
 from typing import BinaryIO, Iterator, Sequence
 
+from .archives import ARCHIVE_MAGIC, ARCHIVE_SUFFIXES, ZipReader, ByteBudget, MeteredReader
+from .decoding import decode_text
 from .languages import detect_language, normalise_lang
 from .records import LABELS, Record, text_id
+from .rejects import REASONS, ReaderLimits, Reject, RejectedInput, shorten, too_large_detail
 
-REASONS = (
-    "empty", "too_short", "binary", "undecodable", "too_large",  # the script itself
-    "missing_text", "missing_label", "unknown_label", "malformed_json", "malformed_csv", "wrong_type",  # tables
-    "zip_bomb", "zip_slip", "bad_password", "corrupt_archive", "unsupported_archive", "nested_archive",  # archives
-    "symlink_skipped", "symlink_outside", "symlink_loop", "special_file", "unreadable",  # the file system
-)
+__all__ = ["REASONS", "ReaderLimits", "Reject", "decode_text", "iter_inputs", "safe_display"]
+
 TABLE_SUFFIXES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "tsv"}  # each may also end in .gz
-ARCHIVE_SUFFIXES = (".zip", ".jar", ".apk", ".7z", ".rar", ".tar", ".tgz", ".gz", ".bz2", ".xz", ".zst", ".cab")
-ARCHIVE_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"7z\xbc\xaf\x27\x1c", b"Rar!\x1a\x07", b"\x1f\x8b", b"\xfd7zXZ\x00")
-SNIFF_BYTES = 8192  # NUL bytes in this much of the head mark a file as binary
 CHUNK = 1 << 16  # longest piece of a table line held before its length is checked
-RATIO_FLOOR = 1 << 20  # below 1 MiB a high compression ratio is repetitive padding, common in malware, not a bomb
-
-
-@dataclass
-class ReaderLimits:
-    max_file_bytes: int = 1_000_000  # bigger scripts (files, members, table records) are rejected too_large
-    min_chars: int = 1  # shorter scripts (after stripping) are rejected
-    zip_password: bytes | None = b"infected"  # tried on encrypted members; the convention for malware archives
-    zip_max_ratio: float = 100.0  # a member expanding more than this (and past RATIO_FLOOR) is a bomb
-    zip_max_total_bytes: int = 2_000_000_000  # most uncompressed bytes read from one archive or .gz table
-    zip_max_members: int = 100_000  # more members than this and the archive is a bomb
-    follow_symlinks: bool = False
-    label_map: dict[str, str] = field(default_factory=dict)  # user spelling -> "malicious" | "benign"
-
-    def __post_init__(self):
-        if isinstance(self.zip_password, str):  # the YAML config holds it as text
-            self.zip_password = self.zip_password.encode("utf-8")
-        mapped = {str(k).strip().lower(): str(v).strip().lower() for k, v in self.label_map.items()}
-        bad = {k: v for k, v in mapped.items() if v not in LABELS or (k in LABELS and v != k)}
-        if bad:
-            raise ValueError(f"data.ingest.label_map entries {bad} are invalid: values must be 'malicious' or "
-                             "'benign', and 'malicious'/'benign' cannot be remapped. Fix or remove them.")
-        self.label_map = mapped
-
-
-@dataclass
-class Reject:
-    location: str  # "path", "path:line", "archive.zip!member", "table.csv:row 12"
-    reason: str  # one of REASONS
-    detail: str  # what is wrong and how to fix it
 
 
 _UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}  # controls, bidi/format, surrogates, line separators
@@ -124,57 +86,6 @@ def iter_inputs(paths: Sequence[str | os.PathLike], limits: ReaderLimits,
         yield from reader.read_path(os.fspath(path))
 
 
-class _Rejected(Exception):
-    """Raised by helpers for one script/row/member; callers turn it into a `Reject` with the location."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(detail)
-        self.reason, self.detail = reason, detail
-
-
-# ------------------------------------------------------------------------------------------------- decoding bytes
-def decode_text(raw: bytes) -> str:
-    """Script bytes as text: UTF-8 (BOM dropped) or UTF-16 (BOM, or the NUL pattern of ASCII); else `_Rejected`."""
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return _decode(raw, "utf-16")  # the codec reads the BOM for the byte order and drops it
-    head = raw[:SNIFF_BYTES]
-    if b"\x00" in head:
-        codec = _utf16_without_bom(head)
-        if codec is None:
-            raise _Rejected("binary", "has NUL bytes in its first 8 KB, so it is not a text script; remove it, or "
-                                      "save it as UTF-8 text")
-        return _decode(raw, codec)
-    return _decode(raw.removeprefix(codecs.BOM_UTF8), "utf-8")
-
-
-def _utf16_without_bom(head: bytes) -> str | None:
-    """'utf-16-le'/'-be' when NULs sit on every other byte, as in mostly-ASCII text stored as UTF-16; else None."""
-    even, odd = head[0::2], head[1::2]
-    if not odd:
-        return None
-    nul_even, nul_odd = even.count(0) / len(even), odd.count(0) / len(odd)
-    if nul_odd > 0.6 and nul_even < 0.05:
-        return "utf-16-le"
-    if nul_even > 0.6 and nul_odd < 0.05:
-        return "utf-16-be"
-    return None
-
-
-def _decode(raw: bytes, codec: str) -> str:
-    try:
-        text = raw.decode(codec)
-    except UnicodeDecodeError as e:
-        if codec == "utf-8":
-            raise _Rejected("undecodable", f"is not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
-                                           "re-encode it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`): legacy "
-                                           "encodings are not guessed") from None
-        raise _Rejected("undecodable", f"looks like UTF-16 but is not valid UTF-16 at offset {e.start}; re-save it "
-                                       "as UTF-8 or remove it") from None
-    if codec != "utf-8" and "\x00" in text[:SNIFF_BYTES]:  # UTF-16 decoding to NUL characters is binary data
-        raise _Rejected("binary", "decodes as UTF-16 but holds NUL characters, so it is not a text script; remove it")
-    return text
-
-
 # ------------------------------------------------------------------------------------------------ small helpers
 def _loc(path: str) -> str:
     """A path as text that always encodes: undecodable file-name bytes become \\x.. escapes."""
@@ -185,11 +96,6 @@ def _clean(value: str) -> str:
     """User metadata as text that always encodes (JSON can carry lone surrogates, which cannot be written)."""
     return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
-
-def _short(value, n: int = 60) -> str:
-    """A user value for an error message, truncated: attackers control its length."""
-    s = repr(value)
-    return s if len(s) <= n else s[:n] + "..."
 
 
 def _table_kind(name: str) -> str | None:
@@ -212,75 +118,14 @@ def _open_regular(path: str, follow: bool) -> BinaryIO:
         fd = os.open(path, flags)
     except OSError as e:
         if e.errno == errno.ELOOP and not follow:
-            raise _Rejected("symlink_skipped", "became a symbolic link while the folder was read; links are "
+            raise RejectedInput("symlink_skipped", "became a symbolic link while the folder was read; links are "
                                                "followed only with data.ingest.follow_symlinks: true") from None
-        raise _Rejected("unreadable", f"cannot be opened ({e.strerror}); check that it exists and is readable, "
+        raise RejectedInput("unreadable", f"cannot be opened ({e.strerror}); check that it exists and is readable, "
                                       "or remove it from the input") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise _Rejected("special_file", "is not a regular file (a FIFO, socket or device); remove it from the input")
+        raise RejectedInput("special_file", "is not a regular file (a FIFO, socket or device); remove it from the input")
     return os.fdopen(fd, "rb")
-
-
-def _declared_members(f: BinaryIO) -> int | None:
-    """The member count the zip's end record declares, read before zipfile builds its whole index in memory.
-    None when there is no end record (zipfile will then reject the archive itself)."""
-    size = f.seek(0, os.SEEK_END)
-    tail_len = min(size, 22 + 65535)  # the end record is 22 bytes plus a comment of up to 64 KB
-    f.seek(size - tail_len)
-    tail = f.read(tail_len)
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or len(tail) < at + 22:
-        return None
-    (count,) = struct.unpack("<H", tail[at + 10:at + 12])
-    if count == 0xFFFF and at >= 20 and tail[at - 20:at - 16] == b"PK\x06\x07":  # zip64: the count is elsewhere
-        (offset,) = struct.unpack("<Q", tail[at - 12:at - 4])
-        f.seek(offset)
-        record = f.read(40)
-        if record[:4] == b"PK\x06\x06" and len(record) == 40:
-            (count,) = struct.unpack("<Q", record[32:40])
-    return count
-
-
-class _Budget:
-    """Uncompressed bytes one archive (or .gz table) may still produce: data.ingest.zip_max_total_bytes."""
-
-    def __init__(self, limit: int):
-        self.limit, self.used, self.exhausted = limit, 0, False
-
-    def take(self, n: int) -> None:
-        self.used += n
-        if self.used > self.limit:
-            self.exhausted = True
-            raise _Rejected("zip_bomb", f"the archive expands past data.ingest.zip_max_total_bytes={self.limit:,} "
-                                        "bytes, so the rest of it is not read; split it, or raise that limit if "
-                                        "it is genuine")
-
-
-class _Metered(io.RawIOBase):
-    """A decompressing stream that stops with zip_bomb once it expands past the ratio limit or the byte budget:
-    the limits are enforced on the bytes really produced, not on sizes the archive declares."""
-
-    def __init__(self, inner: BinaryIO, compressed_size: int, max_ratio: float, budget: _Budget):
-        self._inner, self._compressed, self._max_ratio, self._budget = inner, compressed_size, max_ratio, budget
-        self._produced = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        self._inner.close()
-        super().close()
-
-    def readinto(self, buffer) -> int:
-        n = self._inner.readinto(buffer)
-        self._produced += n
-        if self._produced > RATIO_FLOOR and self._produced > self._max_ratio * max(self._compressed, 1):
-            raise _Rejected("zip_bomb", f"expands more than data.ingest.zip_max_ratio={self._max_ratio:g} times its "
-                                        "compressed size, so it is treated as a decompression bomb; remove it, or "
-                                        "raise that limit if it is genuine")
-        self._budget.take(n)
-        return n
 
 
 def _logical_lines(stream: BinaryIO, bound: int, quoted: bool) -> Iterator[tuple[int, bytes | None]]:
@@ -316,6 +161,8 @@ class _Reader:
 
     def __init__(self, limits: ReaderLimits, labelled: bool):
         self.limits, self.labelled = limits, labelled
+        self._zips = ZipReader(limits, self._folder_label, _table_kind, partial(self._script, in_archive=True),
+                               self._table)
 
     # -------------------------------------------------------------------------------------------- files, folders
     def read_path(self, path: str) -> Iterator[Record | Reject]:
@@ -370,7 +217,7 @@ class _Reader:
                         continue
                     path = os.path.realpath(entry.path)
                     if not _inside(path, root_real):
-                        yield Reject(loc, "symlink_outside", f"is a symbolic link to {_short(_loc(path))}, outside the "
+                        yield Reject(loc, "symlink_outside", f"is a symbolic link to {shorten(_loc(path))}, outside the "
                                                              "input folder, and is never followed; copy the target "
                                                              "into the folder if it belongs to the data")
                         continue
@@ -412,13 +259,13 @@ class _Reader:
         """One file: a zip is opened, a table outside label folders is read as a table, anything else is a script."""
         try:
             f = _open_regular(path, follow)
-        except _Rejected as r:
+        except RejectedInput as r:
             yield Reject(loc, r.reason, r.detail)
             return
         lower = name.lower()
         with f:
             if lower.endswith(".zip"):
-                yield from self._zip(f, loc, label)
+                yield from self._zips.read(f, loc, label)
             elif label is None and _table_kind(lower):
                 yield from self._table_file(f, loc, lower)
             else:
@@ -428,7 +275,7 @@ class _Reader:
         limit = self.limits.max_file_bytes
         size = os.fstat(f.fileno()).st_size
         if size > limit:  # decided from the size alone: a 50 MB file is never read
-            return Reject(loc, "too_large", self._too_large(size))
+            return Reject(loc, "too_large", too_large_detail(size, self.limits.max_file_bytes))
         try:
             raw = f.read(limit + 1)  # bounded even if the file grows after the size was taken
         except OSError as e:
@@ -441,17 +288,17 @@ class _Reader:
         """A script file or archive member: checked, decoded, labelled by its folder."""
         try:
             if len(raw) > self.limits.max_file_bytes:
-                raise _Rejected("too_large", self._too_large(None))
+                raise RejectedInput("too_large", too_large_detail(None, self.limits.max_file_bytes))
             if name.lower().endswith(ARCHIVE_SUFFIXES) or raw.startswith(ARCHIVE_MAGIC):
                 if in_archive:
-                    raise _Rejected("nested_archive", "is an archive inside an archive, which is never opened; "
+                    raise RejectedInput("nested_archive", "is an archive inside an archive, which is never opened; "
                                                       "unpack it and pass the inner archive itself")
-                raise _Rejected("unsupported_archive", "is a compressed archive, and only .zip files are opened; "
+                raise RejectedInput("unsupported_archive", "is a compressed archive, and only .zip files are opened; "
                                                        "unpack it (or rename it .zip if it is a zip)")
             text = decode_text(raw)
             self._check_text(text)
             label = self._script_label(label, top)
-        except _Rejected as r:
+        except RejectedInput as r:
             return Reject(loc, r.reason, r.detail)
         return self._record(text, label, None, loc, None, filename=name)
 
@@ -461,31 +308,26 @@ class _Reader:
         if label is not None:
             return label
         if top is None:
-            raise _Rejected("missing_label", "has no label: put it under <root>/malicious/ or <root>/benign/, or "
+            raise RejectedInput("missing_label", "has no label: put it under <root>/malicious/ or <root>/benign/, or "
                                              "list it in a JSONL/CSV table with a label column")
-        raise _Rejected("unknown_label", f"its top folder {_short(top)} is not a label: rename it malicious/ or "
-                                         f"benign/, or map it in data.ingest.label_map, e.g. {{{_short(top)}: "
+        raise RejectedInput("unknown_label", f"its top folder {shorten(top)} is not a label: rename it malicious/ or "
+                                         f"benign/, or map it in data.ingest.label_map, e.g. {{{shorten(top)}: "
                                          "malicious}")
 
     def _check_text(self, text: str) -> None:
         try:
             size = len(text.encode("utf-8"))
         except UnicodeEncodeError:  # only JSON can produce these: "\ud800" escapes
-            raise _Rejected("undecodable", "holds an unpaired surrogate escape (such as \\ud800), which is not text; "
+            raise RejectedInput("undecodable", "holds an unpaired surrogate escape (such as \\ud800), which is not text; "
                                            "fix the line that wrote it") from None
         if size > self.limits.max_file_bytes:
-            raise _Rejected("too_large", self._too_large(size))
+            raise RejectedInput("too_large", too_large_detail(size, self.limits.max_file_bytes))
         chars = len(text.strip())
         if chars == 0:
-            raise _Rejected("empty", "is empty or whitespace only; remove it")
+            raise RejectedInput("empty", "is empty or whitespace only; remove it")
         if chars < self.limits.min_chars:
-            raise _Rejected("too_short", f"has {chars} characters, fewer than data.ingest.min_chars="
+            raise RejectedInput("too_short", f"has {chars} characters, fewer than data.ingest.min_chars="
                                          f"{self.limits.min_chars}; remove it or lower that limit")
-
-    def _too_large(self, size: int | None) -> str:
-        """The detail for too_large; `size` None when the bounded read stopped before the end."""
-        return (f"is {'more than that' if size is None else f'{size:,} bytes'}, over data.ingest.max_file_bytes="
-                f"{self.limits.max_file_bytes:,}; raise that limit if it is a genuine script, or remove it")
 
     def _label(self, value: str) -> str:
         key = value.strip().lower()
@@ -494,9 +336,9 @@ class _Reader:
         if key in self.limits.label_map:
             return self.limits.label_map[key]
         if not key:
-            raise _Rejected("missing_label", "has an empty label; give 'malicious' or 'benign'")
-        raise _Rejected("unknown_label", f"label {_short(value)} is neither 'malicious' nor 'benign'; map it with "
-                                         f"data.ingest.label_map, e.g. {{{_short(key)}: malicious}}")
+            raise RejectedInput("missing_label", "has an empty label; give 'malicious' or 'benign'")
+        raise RejectedInput("unknown_label", f"label {shorten(value)} is neither 'malicious' nor 'benign'; map it with "
+                                         f"data.ingest.label_map, e.g. {{{shorten(key)}: malicious}}")
 
     def _record(self, text: str, label: str, lang: str | None, source: str, group: str | None,
                 filename: str | None) -> Record:
@@ -509,8 +351,8 @@ class _Reader:
             yield from self._table(f, loc, _table_kind(name))
             return
         limits, size = self.limits, os.fstat(f.fileno()).st_size
-        unzipped = _Metered(gzip.GzipFile(fileobj=f, mode="rb"), size, limits.zip_max_ratio,
-                            _Budget(limits.zip_max_total_bytes))
+        unzipped = MeteredReader(gzip.GzipFile(fileobj=f, mode="rb"), size, limits.zip_max_ratio,
+                            ByteBudget(limits.zip_max_total_bytes))
         with io.BufferedReader(unzipped) as stream:
             yield from self._table(stream, loc, _table_kind(name))
 
@@ -524,7 +366,7 @@ class _Reader:
             for item in rows:
                 seen = True
                 yield item
-        except _Rejected as r:
+        except RejectedInput as r:
             yield Reject(loc, r.reason, r.detail + rest)
         except (EOFError, zlib.error, zipfile.BadZipFile, gzip.BadGzipFile) as e:
             yield Reject(loc, "corrupt_archive", f"is truncated or corrupt ({e}){rest}; re-create the file")
@@ -552,20 +394,20 @@ class _Reader:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise _Rejected("undecodable", f"the line is not valid UTF-8 (offset {e.start}); write the table "
+                raise RejectedInput("undecodable", f"the line is not valid UTF-8 (offset {e.start}); write the table "
                                                "as UTF-8") from None
             hint = (" A .json input must hold JSON lines (one object per line), not one array: convert it with "
                     "`jq -c '.[]'`." if line.lstrip().startswith("[") else "")
             try:
                 obj = json.loads(line)
             except (ValueError, RecursionError) as e:  # RecursionError: hostile nesting like [[[[...]]]]
-                raise _Rejected("malformed_json", f"is not valid JSON ({_short(str(e), 120)}); fix or remove the "
+                raise RejectedInput("malformed_json", f"is not valid JSON ({shorten(str(e), 120)}); fix or remove the "
                                                   f"line.{hint}") from None
             if not isinstance(obj, dict):
-                raise _Rejected("wrong_type", f"is a JSON {type(obj).__name__}, not an object; write one object "
+                raise RejectedInput("wrong_type", f"is a JSON {type(obj).__name__}, not an object; write one object "
                                               f"per line with 'text' and 'label'.{hint}")
             return self._row(obj, where)
-        except _Rejected as r:
+        except RejectedInput as r:
             return Reject(where, r.reason, r.detail)
 
     def _csv_rows(self, stream: BinaryIO, loc: str, delimiter: str) -> Iterator[Record | Reject]:
@@ -577,7 +419,7 @@ class _Reader:
             where = f"{loc}:row {rowno}"
             try:
                 if raw is None:
-                    raise _Rejected("too_large", f"the row is over {bound:,} bytes, too long for a script within "
+                    raise RejectedInput("too_large", f"the row is over {bound:,} bytes, too long for a script within "
                                                  f"data.ingest.max_file_bytes={self.limits.max_file_bytes:,} (or a "
                                                  "quote is never closed); raise that limit or fix the row")
                 fields = _parse_csv_row(raw, delimiter, first=header is None)
@@ -587,10 +429,10 @@ class _Reader:
                     header = self._csv_header(fields)
                     continue
                 if len(fields) != len(header):
-                    raise _Rejected("malformed_csv", f"has {len(fields)} fields but the header has {len(header)}; "
+                    raise RejectedInput("malformed_csv", f"has {len(fields)} fields but the header has {len(header)}; "
                                                      "quote fields that hold the delimiter, quotes or line breaks")
                 yield self._row(dict(zip(header, fields)), where)
-            except _Rejected as r:
+            except RejectedInput as r:
                 yield Reject(where, r.reason, r.detail)
                 if header is None:  # without a header no row can be read
                     return
@@ -598,27 +440,27 @@ class _Reader:
     def _csv_header(self, fields: list[str]) -> list[str]:
         header = [f.strip().lower() for f in fields]
         if "text" not in header:
-            raise _Rejected("malformed_csv", f"the header {_short(fields, 100)} has no 'text' column; the first row "
+            raise RejectedInput("malformed_csv", f"the header {shorten(fields, 100)} has no 'text' column; the first row "
                                              "must name the columns, e.g. text,label,lang,source,group,id")
         if self.labelled and "label" not in header:
-            raise _Rejected("missing_label", f"the header {_short(fields, 100)} has no 'label' column; add one "
+            raise RejectedInput("missing_label", f"the header {shorten(fields, 100)} has no 'label' column; add one "
                                              "holding malicious or benign")
         return header
 
     def _row(self, row: dict, where: str) -> Record:
-        """A table row (JSON object or CSV fields by column name) as a Record; `_Rejected` says why not."""
+        """A table row (JSON object or CSV fields by column name) as a Record; `RejectedInput` says why not."""
         text = row.get("text")
         if text is None:
-            raise _Rejected("missing_text", "has no 'text'; every row needs the script in a 'text' field")
+            raise RejectedInput("missing_text", "has no 'text'; every row needs the script in a 'text' field")
         if not isinstance(text, str):
-            raise _Rejected("wrong_type", f"'text' is a {type(text).__name__}, not a string; store the script as "
+            raise RejectedInput("wrong_type", f"'text' is a {type(text).__name__}, not a string; store the script as "
                                           "a string")
         self._check_text(text)
         label = ""
         if self.labelled:
             value = _optional(row, "label", (str, int))  # JSON 1/0/true are common; label_map gives them meaning
             if value is None:
-                raise _Rejected("missing_label", "has no 'label'; give 'malicious' or 'benign'")
+                raise RejectedInput("missing_label", "has no 'label'; give 'malicious' or 'benign'")
             label = self._label(str(value))
         lang = _optional(row, "lang", (str,))
         source = _optional(row, "source", (str,))
@@ -628,126 +470,14 @@ class _Reader:
             source = where + (f"#{user_id}" if user_id is not None else "")
         return self._record(text, label, lang, _clean(source), None if group is None else _clean(str(group)), None)
 
-    # ------------------------------------------------------------------------------------------------ archives
-    def _zip(self, f: BinaryIO, loc: str, label: str | None) -> Iterator[Record | Reject]:
-        """Members in archive order. `label` is set when the zip sits in a label folder: every member takes it."""
-        limits = self.limits
-        try:
-            declared = _declared_members(f)
-            if declared is not None and declared > limits.zip_max_members:
-                yield self._too_many_members(loc, declared)
-                return
-            archive = zipfile.ZipFile(f)
-        except Exception as e:  # hostile archives make zipfile raise nearly anything; one must not stop the stream
-            yield Reject(loc, "corrupt_archive", f"cannot be opened as a zip ({type(e).__name__}: "
-                                                 f"{_short(str(e), 120)}); re-create the archive or remove it")
-            return
-        with archive:
-            infos = archive.infolist()
-            if len(infos) > limits.zip_max_members:
-                yield self._too_many_members(loc, len(infos))
-                return
-            declared_total = sum(i.file_size for i in infos)
-            if declared_total > limits.zip_max_total_bytes:
-                yield Reject(loc, "zip_bomb", f"declares {declared_total:,} uncompressed bytes, over "
-                                              f"data.ingest.zip_max_total_bytes={limits.zip_max_total_bytes:,}; "
-                                              "split it, or raise that limit if it is genuine")
-                return
-            if all(i.filename.endswith("/") for i in infos):  # not is_dir(): it raises on an empty name
-                yield Reject(loc, "empty", "is an archive without files; re-create it or remove it")
-                return
-            wrapper = 0 if label is not None else self._wrapper_depth(infos)
-            budget = _Budget(limits.zip_max_total_bytes)
-            for info in infos:
-                yield from self._member(archive, info, f"{loc}!{info.filename}", label, wrapper, budget)
-                if budget.exhausted:
-                    return
-
-    def _too_many_members(self, loc: str, n: int) -> Reject:
-        return Reject(loc, "zip_bomb", f"has {n:,} members, over zip_max_members={self.limits.zip_max_members:,}; "
-                                       "split the archive")
-
-    def _wrapper_depth(self, infos: list[zipfile.ZipInfo]) -> int:
-        """1 when every member sits in one folder that is not a label (a zip of the dataset folder itself)."""
-        firsts = {i.filename.replace("\\", "/").split("/", 1)[0] for i in infos}
-        nested = all("/" in i.filename.replace("\\", "/") for i in infos)
-        return int(len(firsts) == 1 and nested and self._folder_label(next(iter(firsts))) is None)
-
-    def _member(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, loc: str, label: str | None, wrapper: int,
-                budget: _Budget) -> Iterator[Record | Reject]:
-        name = info.filename
-        parts = name.replace("\\", "/").split("/")
-        if name.endswith("/"):  # a folder entry
-            return
-        if name.startswith(("/", "\\")) or ".." in parts or re.match(r"[A-Za-z]:", name):
-            yield Reject(loc, "zip_slip", "has an absolute or parent-escaping name (zip slip); it is never read. "
-                                          "Re-create the archive with relative member names")
-            return
-        if stat.S_ISLNK(info.external_attr >> 16):
-            yield Reject(loc, "symlink_skipped", "is a symbolic link stored in the archive; links in archives are "
-                                                 "never followed. Store the file itself")
-            return
-        base, lower = parts[-1], parts[-1].lower()
-        top = None
-        if label is None and len(parts) - wrapper > 1:
-            top = parts[wrapper]
-            label = self._folder_label(top)
-        table = _table_kind(lower) if label is None else None
-        try:
-            stream = self._open_member(archive, info, lower, table is not None, budget)
-            if not table:
-                with stream:
-                    raw = stream.read(self.limits.max_file_bytes + 1)
-        except _Rejected as r:
-            yield Reject(loc, r.reason, r.detail)
-            return
-        except Exception as e:  # see _zip: a corrupt member ends that member only
-            yield self._member_error(loc, info, e)
-            return
-        if table:
-            with stream:
-                yield from self._table(stream, loc, table)
-        else:
-            yield self._script(raw, loc, base, label, top, in_archive=True)
-
-    def _open_member(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, lower: str, table: bool,
-                     budget: _Budget) -> BinaryIO:
-        """A metered, buffered stream of one member, after the checks that need no decompression."""
-        limits = self.limits
-        if lower.endswith(ARCHIVE_SUFFIXES):
-            raise _Rejected("nested_archive", "is an archive inside an archive, which is never opened; unpack it "
-                                              "and pass the inner archive itself")
-        if info.file_size > RATIO_FLOOR and info.file_size > limits.zip_max_ratio * max(info.compress_size, 1):
-            raise _Rejected("zip_bomb", f"declares {info.file_size:,} bytes from {info.compress_size:,} compressed, "
-                                        f"over data.ingest.zip_max_ratio={limits.zip_max_ratio:g}; a decompression "
-                                        "bomb. Remove it, or raise that limit if it is genuine")
-        if info.file_size > limits.max_file_bytes and not table:  # tables are streamed, their rows checked
-            raise _Rejected("too_large", self._too_large(info.file_size))
-        encrypted = info.flag_bits & 0x1
-        if encrypted and limits.zip_password is None:
-            raise _Rejected("bad_password", "is encrypted and no password is set; set data.ingest.zip_password")
-        member = archive.open(info, pwd=limits.zip_password if encrypted else None)
-        return io.BufferedReader(_Metered(member, info.compress_size, limits.zip_max_ratio, budget))
-
-    def _member_error(self, loc: str, info: zipfile.ZipInfo, e: Exception) -> Reject:
-        if info.flag_bits & 0x1 and isinstance(e, (RuntimeError, zlib.error, zipfile.BadZipFile)):
-            # zipfile says "Bad password"; a wrong password that passes its 1-in-256 check fails later, garbled
-            return Reject(loc, "bad_password", "cannot be decrypted with data.ingest.zip_password (wrong password, "
-                                               "or the member is corrupt); set the archive's password there")
-        if isinstance(e, NotImplementedError):
-            return Reject(loc, "unsupported_archive", f"uses a method zipfile cannot read ({e}); re-pack it with "
-                                                      "deflate and, if encrypted, ZipCrypto rather than AES")
-        return Reject(loc, "corrupt_archive", f"cannot be read ({type(e).__name__}: {_short(str(e), 120)}); "
-                                              "re-create the archive")
-
 
 def _optional(row: dict, key: str, types: tuple[type, ...]):
-    """An optional row field: None when absent, null or empty; `_Rejected` when of the wrong type."""
+    """An optional row field: None when absent, null or empty; `RejectedInput` when of the wrong type."""
     value = row.get(key)
     if value is None or value == "":
         return None
     if not isinstance(value, types):
-        raise _Rejected("wrong_type", f"'{key}' is a {type(value).__name__}; it must be a "
+        raise RejectedInput("wrong_type", f"'{key}' is a {type(value).__name__}; it must be a "
                                       f"{' or '.join(t.__name__ for t in types)}")
     return value
 
@@ -759,12 +489,12 @@ def _parse_csv_row(raw: bytes, delimiter: str, first: bool) -> list[str]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise _Rejected("undecodable", f"the row is not valid UTF-8 (offset {e.start}); write the table as "
+        raise RejectedInput("undecodable", f"the row is not valid UTF-8 (offset {e.start}); write the table as "
                                        "UTF-8") from None
     text = text.removesuffix("\n").removesuffix("\r")
     try:
         rows = list(csv.reader([text], delimiter=delimiter, strict=True))  # strict: a stray quote is an error
     except csv.Error as e:
-        raise _Rejected("malformed_csv", f"cannot be parsed ({e}); quote fields that hold the delimiter, quotes or "
+        raise RejectedInput("malformed_csv", f"cannot be parsed ({e}); quote fields that hold the delimiter, quotes or "
                                          "line breaks, doubling quotes inside them") from None
     return rows[0] if rows else []

@@ -101,7 +101,7 @@ def predict_figures(n_files: int, work: Path, seed: int) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[20_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[20_000])
     parser.add_argument("--predict-files", type=int, nargs="*", default=[5_000])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default=None, help="Scratch folder (default: a temporary one, removed after).")
@@ -120,8 +120,9 @@ def main(argv=None) -> None:
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
-    print("\nstages (each its own process; peak RSS from the kernel's child accounting)")
-    print_table(rows)
+    if rows:
+        print("\nstages (each its own process; peak RSS from the kernel's child accounting)")
+        print_table(rows)
     if predict_rows:
         print("\npredict over a folder of small files (first a 4-step tiny model is trained)")
         print_table(predict_rows)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import unicodedata
 from contextlib import contextmanager
@@ -15,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Iterable, Iterator
+
+import numpy as np
 
 LABELS = ("benign", "malicious")  # index 1 is the positive class everywhere: "malicious" -> 1
 
@@ -50,6 +53,21 @@ def normalise(text: str) -> str:
 
 def text_id(text: str) -> str:
     return hashlib.sha256(normalise(text).encode("utf-8")).hexdigest()
+
+
+_TEXT_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def id_digest(record_id: str, where: str = "") -> bytes:
+    """The 32 bytes a `text_id` spells in hex: stages that hold every id keep these instead of 113-byte strs.
+
+    A numpy "S32" view of concatenated digests sorts as the ids do; read an id back from the raw bytes (a row of a
+    (n, 32) uint8 view: `row.tobytes().hex()`), as S32 items drop trailing zero bytes. `where` prefixes the error.
+    """
+    if not _TEXT_ID.fullmatch(record_id):
+        raise ValueError(f"{where}record id {record_id!r} is not a text_id (64 lowercase hex digits): records reach "
+                         "dedup and split through ingest, which sets it; rerun ingest")
+    return bytes.fromhex(record_id)
 
 
 def read_records(path: str | Path) -> Iterator[Record]:
@@ -105,7 +123,7 @@ class TextsOnDisk(Sequence):
     """
 
     def __init__(self, path: str | Path, offsets: Sequence[int]):
-        self.path, self.offsets = Path(path), list(offsets)
+        self.path, self.offsets = Path(path), np.asarray(offsets, dtype=np.int64)
         self._file = None
 
     def __len__(self) -> int:
@@ -119,7 +137,7 @@ class TextsOnDisk(Sequence):
     def record(self, i: int) -> Record:
         if self._file is None:
             self._file = open(self.path, "rb")
-        self._file.seek(self.offsets[i])
+        self._file.seek(int(self.offsets[i]))
         return Record.from_dict(json.loads(self._file.readline()))
 
     def __getstate__(self):  # picklable for worker processes: they reopen the file

@@ -18,9 +18,13 @@ Determinism: hashing uses fixed constants and `seed` only (never Python's salted
 signature do not depend on which other scripts share its batch, so results are the same for any `workers`/`batch_size`.
 
 Memory: `NearDuplicateIndex` keeps one signature per script (`num_perm` x 4 bytes: 512 B at 128) and a reference to the
-texts it was fitted on. Shingle sets (4 bytes per distinct shingle, about 4 bytes per token) are recomputed while
-`pairs`/`clusters` run, only for the scripts that share an LSH band with another. While hashing, a process needs about
-50 bytes per byte of the ~128 KB of text it hashes at once (50 MB for a single 1 MB script), plus 2 MB for MinHash.
+texts it was fitted on; `fit` reads the texts one batch at a time, as the worker processes take them. LSH bands are
+built one at a time (about 40 bytes per script while one is sorted), union-find takes 16 bytes per script, and pairs
+that fail verification are remembered (they meet again in other bands: a few bytes per script). Shingle sets (4 bytes
+per distinct shingle, about 4 bytes per token) are recomputed while `pairs`/`clusters` verify candidates, only for
+texts whose signatures pass the pre-filter, and kept in a cache of at most _CACHE_BYTES. While hashing, a process
+needs about 50 bytes per byte of the ~128 KB of text it hashes at once (50 MB for a single 1 MB script), plus 2 MB
+for MinHash.
 
 Cost: `fit` is linear in the amount of text. `pairs` verifies every candidate pair, so a family of m near-identical
 scripts costs m(m-1)/2 verifications (m = 2,000: 2 million pairs, ~25 s); `clusters` needs about m (0.2 s). Remove
@@ -30,8 +34,10 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+from array import array
+from collections import OrderedDict
 from functools import partial
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -43,6 +49,8 @@ _BUFFER_CHARS = 1 << 17  # text hashed in one buffer, so its arrays (~50 bytes p
 _CHUNK = 4096  # shingles per MinHash block: num_perm x 4096 x 4 bytes = 2 MB at 128, one core's L2 cache here
 _MISS = 1e-4  # LSH: the largest chance of missing a pair at exactly `threshold` that we accept
 _SIGMAS = 4.0  # signature pre-filter: drop candidates whose estimate is this many standard deviations below threshold
+_CACHE_BYTES = 8 << 20  # shingle arrays kept for reuse while verifying (~4,000 scripts of 2 KB)
+_PAIRS_AT_ONCE = 1024  # `pairs` verifies candidates in chunks: their texts are read and hashed together
 
 # Byte classes of the tokenizer. Non-ASCII bytes count as identifier bytes so that a UTF-8 letter never splits a word.
 _IS_WORD = np.zeros(256, dtype=bool)
@@ -53,12 +61,16 @@ _IS_SPACE[list(b" \t\n\r\x0b\x0c")] = True
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: spreads every input bit over all 64 output bits (uint64 arithmetic wraps)."""
+    """splitmix64's finaliser: spreads every input bit over all 64 output bits (uint64 arithmetic wraps).
+
+    Returns a new array (`x` is left alone), updated in place after the first step: one temporary, not five.
+    """
     x = x ^ (x >> _U64(30))
-    x = x * _U64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> _U64(27))
-    x = x * _U64(0x94D049BB133111EB)
-    return x ^ (x >> _U64(31))
+    x *= _U64(0xBF58476D1CE4E5B9)
+    x ^= x >> _U64(27)
+    x *= _U64(0x94D049BB133111EB)
+    x ^= x >> _U64(31)
+    return x
 
 
 def _token_bounds(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +112,7 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
     return _POWERS[0][:n], _POWERS[1][:n]
 
 
-def _shingle_arrays(texts: Sequence[str], ngram: int) -> list[np.ndarray]:
+def _shingle_arrays(texts: Iterable[str], ngram: int) -> list[np.ndarray]:
     """Sorted unique uint32 shingle hashes of each text. Texts are hashed together, about _BUFFER_CHARS at a time."""
     if ngram < 1:
         raise ValueError(f"ngram must be >= 1, got {ngram}")
@@ -236,8 +248,9 @@ class UnionFind:
     """Disjoint sets over 0..n-1 (union by size, path halving)."""
 
     def __init__(self, n: int):
-        self.parent = list(range(n))
-        self.size = [1] * n
+        # arrays of machine integers: 16 bytes per element, where lists of Python ints take about 44
+        self.parent = array("q", range(n))
+        self.size = array("q", [1]) * n
 
     def find(self, i: int) -> int:
         parent = self.parent
@@ -261,8 +274,10 @@ class UnionFind:
         """The sets with at least `min_size` members, each sorted, ordered by their smallest member."""
         members: dict[int, list[int]] = {}
         for i in range(len(self.parent)):
-            members.setdefault(self.find(i), []).append(i)
-        return [g for g in members.values() if len(g) >= min_size]  # built in index order: already sorted
+            root = self.find(i)
+            if self.size[root] >= min_size:  # filtered first: no list for each of a million singletons
+                members.setdefault(root, []).append(i)
+        return list(members.values())  # built in index order: already sorted
 
 
 class NearDuplicateIndex:
@@ -293,37 +308,52 @@ class NearDuplicateIndex:
         worker and batch, the pool is started with "spawn", so a script calling this needs the usual
         `if __name__ == "__main__":` guard.
         """
-        batches = [texts[i:i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
+        starts = range(0, len(texts), self.batch_size)
+        # A generator: the pool's feeder thread reads a batch only when a worker is ready to take it, so a few
+        # batches of text are in memory at a time, not the corpus (texts may be on disk: `records.TextsOnDisk`).
+        batches = (texts[s:s + self.batch_size] for s in starts)
         work = partial(_signatures, ngram=self.ngram, num_perm=self.num_perm, seed=self.seed)
-        if min(self.workers, len(batches)) > 1:
-            # spawn, not fork: forking a process that already runs threads (torch, BLAS) can deadlock
-            with multiprocessing.get_context("spawn").Pool(min(self.workers, len(batches))) as pool:
-                parts = pool.map(work, batches, chunksize=1)
-        else:
-            parts = [work(batch) for batch in batches]
         self.texts_ = texts
-        self.signatures_ = np.concatenate(parts) if parts else np.empty((0, self.num_perm), dtype=np.uint32)
+        self.signatures_ = np.empty((len(texts), self.num_perm), dtype=np.uint32)
+
+        def store(parts: Iterable[np.ndarray]) -> None:  # in place: no list of parts and no concatenated copy
+            for start, part in zip(starts, parts):
+                self.signatures_[start:start + len(part)] = part
+
+        if min(self.workers, len(starts)) > 1:
+            # spawn, not fork: forking a process that already runs threads (torch, BLAS) can deadlock
+            with multiprocessing.get_context("spawn").Pool(min(self.workers, len(starts))) as pool:
+                store(pool.imap(work, batches))
+        else:
+            store(map(work, batches))
         return self
 
     def _band_runs(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Per LSH band: (members, starts, sizes): texts sorted by band, and where its runs of >= 2 equal bands are."""
-        sig = self.signatures_
-        ids = np.flatnonzero((sig != 0xFFFFFFFF).any(axis=1))  # texts without shingles pair with nothing
+        """Per LSH band: (members, starts, sizes): the texts that share the band with another, in runs of equal band
+        values (runs ordered by band hash, texts in a run by index)."""
+        ids = np.flatnonzero(self.signatures_.min(axis=1) != 0xFFFFFFFF)  # texts without shingles pair with nothing
         for band in range(self.bands):
-            key = np.zeros(ids.size, dtype=_U64)
-            for col in range(band * self.rows, (band + 1) * self.rows):
-                key = _mix(key ^ sig[ids, col])
-            order = np.argsort(key, kind="stable")
-            key, members = key[order], ids[order]
-            starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
-            sizes = np.diff(np.append(starts, key.size))
-            yield members, starts[sizes > 1], sizes[sizes > 1]
+            yield self._runs(ids, band)
+
+    def _runs(self, ids: np.ndarray, band: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One band's runs. A function of its own, so the band's keys (~40 bytes per text) are freed on return,
+        before the caller works through the runs."""
+        key = np.zeros(ids.size, dtype=_U64)
+        for col in range(band * self.rows, (band + 1) * self.rows):
+            key = _mix(key ^ self.signatures_[ids, col])
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+        sizes = np.diff(np.append(starts, key.size))
+        members = ids[order[np.repeat(sizes > 1, sizes)]]  # only texts in runs of two or more
+        sizes = sizes[sizes > 1]
+        return members, np.cumsum(sizes) - sizes, sizes
 
     def _likely(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """The signature pre-filter of pairs (i[k], j[k]), all at once (see `_floor`)."""
         keep = np.zeros(len(i), dtype=bool)
-        for s in range(0, len(i), 65536):  # bounded memory: 65536 x num_perm bytes of comparisons
-            sl = slice(s, s + 65536)
+        for s in range(0, len(i), 8192):  # bounded memory: two 8192 x num_perm x 4-byte blocks of signatures (8 MB)
+            sl = slice(s, s + 8192)
             keep[sl] = (self.signatures_[i[sl]] == self.signatures_[j[sl]]).mean(axis=1) >= self._floor
         return keep
 
@@ -333,8 +363,9 @@ class NearDuplicateIndex:
         A family of m near-identical texts has m*(m-1)/2 pairs, all verified: prefer `clusters` to group them.
         """
         n = len(self.signatures_)
-        found = [np.empty(0, dtype=np.int64)]
+        codes = np.empty(0, dtype=np.int64)  # candidate pairs as i * n + j, sorted: the order of the result
         for members, starts, sizes in self._band_runs():
+            found = [codes]
             for size in np.unique(sizes).tolist():
                 # every run of this size at once: a (runs, size) matrix of members, paired by its upper triangle
                 group = members[starts[sizes == size][:, None] + np.arange(size)]
@@ -345,17 +376,19 @@ class NearDuplicateIndex:
                     across = (i < between) & (j >= between)
                     i, j = i[across], j[across]
                 found.append(i * n + j)
-        codes = _sorted_unique(np.concatenate(found))  # sorted by (i, j): the order of the result
+            codes = _sorted_unique(np.concatenate(found))  # merged band by band: a pair in many bands is held once
         i, j = codes // n, codes % n
         likely = self._likely(i, j)
-        i, j = i[likely], j[likely]
-        ids = _sorted_unique(np.concatenate([i, j])).tolist()
-        sets = dict(zip(ids, _shingle_arrays([self.texts_[k] for k in ids], self.ngram)))
+        i, j = i[likely].tolist(), j[likely].tolist()
+        cache = _ShingleCache(self.texts_, self.ngram)
         out = []
-        for a, b in zip(i.tolist(), j.tolist()):
-            sim = _jaccard_sorted(sets[a], sets[b])
-            if sim >= self.threshold:
-                out.append((a, b, sim))
+        for s in range(0, len(i), _PAIRS_AT_ONCE):
+            first, second = i[s:s + _PAIRS_AT_ONCE], j[s:s + _PAIRS_AT_ONCE]
+            sets = cache.get(first + second)
+            for a, b in zip(first, second):
+                sim = _jaccard_sorted(sets[a], sets[b])
+                if sim >= self.threshold:
+                    out.append((a, b, sim))
         return out
 
     def clusters(self) -> list[list[int]]:
@@ -365,20 +398,51 @@ class NearDuplicateIndex:
         without verifying every pair: within a run of texts sharing a band, a text is compared with the texts of each
         other group only until one matches. A family of m near-identical texts costs about m verifications, not m^2/2.
         """
-        runs = [members[s:s + k].tolist() for members, starts, sizes in self._band_runs()
-                for s, k in zip(starts.tolist(), sizes.tolist())]
-        ids = sorted({i for run in runs for i in run})
-        sets = dict(zip(ids, _shingle_arrays([self.texts_[i] for i in ids], self.ngram)))
-        sig = self.signatures_
+        sig, cache = self.signatures_, _ShingleCache(self.texts_, self.ngram)
+        apart: set[tuple[int, int]] = set()  # verified, not near (x < y: runs are in index order), for later bands
 
         def near(x: int, y: int) -> bool:
-            return bool((sig[x] == sig[y]).mean() >= self._floor) and \
-                _jaccard_sorted(sets[x], sets[y]) >= self.threshold
+            if (x, y) in apart or (sig[x] == sig[y]).mean() < self._floor:
+                return False  # most chance candidates stop here, before their texts are read
+            sets = cache.get((x, y))
+            if _jaccard_sorted(sets[x], sets[y]) >= self.threshold:
+                return True
+            apart.add((x, y))
+            return False
 
         uf = UnionFind(len(sig))
-        for run in runs:
-            _join_run(run, uf, near)
+        for members, starts, sizes in self._band_runs():  # one band at a time: a pair joined in one is skipped after
+            for s, k in zip(starts.tolist(), sizes.tolist()):
+                _join_run(members[s:s + k].tolist(), uf, near)
         return uf.groups(min_size=2)
+
+
+class _ShingleCache:
+    """Shingle arrays of texts by index, computed on demand; the most recently used are kept, up to `budget` bytes.
+
+    Verification needs the sets of the candidates only, and most of them once (a pair verified in one band is joined
+    or remembered as apart before the next), so a small cache serves the reuse (a text compared with several others
+    in a row) without holding a set per candidate.
+    """
+
+    def __init__(self, texts: Sequence[str], ngram: int, budget: int = _CACHE_BYTES):
+        self.texts, self.ngram, self.budget = texts, ngram, budget
+        self._arrays: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
+        """The shingle arrays of texts `ids`; those not cached are read and hashed together."""
+        wanted = dict.fromkeys(ids)
+        missing = [i for i in wanted if i not in self._arrays]
+        for i, arr in zip(missing, _shingle_arrays((self.texts[i] for i in missing), self.ngram)):
+            self._arrays[i] = arr = arr.copy()  # a copy: the array is a view that would keep its whole batch alive
+            self._bytes += arr.nbytes
+        for i in wanted:
+            wanted[i] = self._arrays[i]
+            self._arrays.move_to_end(i)
+        while self._bytes > self.budget:
+            self._bytes -= self._arrays.popitem(last=False)[1].nbytes
+        return wanted
 
 
 def _join_run(run: list[int], uf: UnionFind, near: Callable[[int, int], bool]) -> None:

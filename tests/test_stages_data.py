@@ -10,7 +10,7 @@ from pipeline.records import Record, read_records, text_id
 from pipeline.runner import run_pipeline
 from pipeline.stages.augment import variants
 from pipeline.stages.balance import resample
-from pipeline.stages.split import assign
+from pipeline.stages.split import SPLITS, SplitKeys, assign
 
 from .conftest import TINY_CONFIG
 
@@ -66,9 +66,12 @@ def _records(n_per_label=60, langs=("python", "bash"), groups=False):
 
 def test_split_is_stratified_seeded_and_keeps_groups_whole():
     recs = _records(groups=True)
-    a = assign(recs, 0.15, 0.25, "group", True, seed=1)
-    b = assign(recs, 0.15, 0.25, "group", True, seed=1)
-    c = assign(recs, 0.15, 0.25, "group", True, seed=2)
+
+    def split(seed):
+        where = assign(SplitKeys.read(recs, "group"), 0.15, 0.25, True, seed=seed)
+        return {name: [r for r, s in zip(recs, where) if s == k] for k, name in enumerate(SPLITS)}
+
+    a, b, c = split(1), split(1), split(2)
     assert {k: [r.id for r in v] for k, v in a.items()} == {k: [r.id for r in v] for k, v in b.items()}
     assert {r.id for r in a["test"]} != {r.id for r in c["test"]}
     assert sum(len(v) for v in a.values()) == len(recs)

@@ -11,73 +11,123 @@ After splitting, exact and near-duplicate pairs across splits are counted (`cros
 from __future__ import annotations
 
 import random
-from collections import Counter, defaultdict
+from array import array
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable
 
-from ..records import Record, TextsOnDisk, read_records, scan_records
+import numpy as np
+
+from ..records import Record, TextsOnDisk, id_digest, read_records, scan_records
 from ..runner import StageContext, StageError
 from ..similarity import NearDuplicateIndex
 
 SPLITS = ("train", "val", "test")
 
 
-def group_of(r: Record, key: str) -> str:
-    value = {"group": r.group, "source": r.source}.get(key)
-    return f"{key}:{value}" if value else f"id:{r.id}"
+@dataclass
+class SplitKeys:
+    """What the assignment reads of each record, as columns: 16 bytes a record (about 200 while they are read and
+    ranked), where a Record without its text took ~700."""
+    cell: np.ndarray  # int64, index into `cells`: the record's (label, lang)
+    cells: list[tuple[str, str]]
+    group: np.ndarray  # int64: the rank of the record's group name among all group names, sorted
+    groups: int  # distinct group names
+    ids: int  # distinct record ids
+
+    @classmethod
+    def read(cls, records: Iterable[Record], group_key: str) -> "SplitKeys":
+        """The columns of `records` (streamed). A record's group name is "<group_key>:<value>", or "id:<id>" when it
+        has no value (group_key "none": always), so records without a group are groups of their own."""
+        cell_of: dict[tuple[str, str], int] = {}
+        keyed: dict[str, int] = {}  # distinct "<group_key>:<value>" names, numbered as met
+        cell, group, digests = array("q"), array("q"), bytearray()
+        for r in records:
+            cell.append(cell_of.setdefault((r.label, r.lang), len(cell_of)))
+            value = {"group": r.group, "source": r.source}.get(group_key)
+            group.append(keyed.setdefault(f"{group_key}:{value}", len(keyed)) if value else -1)
+            digests += id_digest(r.id)
+        ids = np.frombuffer(digests, dtype="S32")  # sorts as the ids do
+        group = np.frombuffer(group, dtype=np.int64)
+        # Rank every group name without making a str per record: the keyed names sorted, the ids sorted (unique),
+        # and all names of one kind sort before all of the other (their prefixes differ at the first character).
+        names = sorted(keyed)
+        keyed_rank = np.empty(len(names), dtype=np.int64)
+        keyed_rank[[keyed[name] for name in names]] = np.arange(len(names))
+        id_groups, id_rank = np.unique(ids[group < 0], return_inverse=True)
+        keyed_first = f"{group_key}:" < "id:"
+        rank = np.empty(len(group), dtype=np.int64)
+        rank[group >= 0] = keyed_rank[group[group >= 0]] + (0 if keyed_first else len(id_groups))
+        rank[group < 0] = id_rank + (len(names) if keyed_first else 0)
+        return cls(np.frombuffer(cell, dtype=np.int64), list(cell_of), rank, len(names) + len(id_groups),
+                   len(np.unique(ids)))
+
+    def __len__(self) -> int:
+        return len(self.cell)
+
+    def tally(self, mask: np.ndarray, field: int) -> dict[str, int]:
+        """Records where `mask` holds, by label (field 0) or language (field 1), sorted by name."""
+        counts = Counter()
+        for label_lang, n in zip(self.cells, np.bincount(self.cell[mask], minlength=len(self.cells)).tolist()):
+            if n:
+                counts[label_lang[field]] += n
+        return dict(sorted(counts.items()))
 
 
-def assign(records: list[Record], val_size: float, test_size: float, group_key: str, by_lang: bool,
-           seed: int) -> dict[str, list[Record]]:
-    """Deterministic, stratified, group-aware assignment of records to splits."""
-    groups: dict[str, list[Record]] = defaultdict(list)
-    for r in records:
-        groups[group_of(r, group_key)].append(r)
-    # A group's stratum: its majority label (and language when that cell is big enough for every split).
+def assign(keys: SplitKeys, val_size: float, test_size: float, by_lang: bool, seed: int) -> np.ndarray:
+    """Deterministic, stratified, group-aware assignment: each record's split, as an index into SPLITS."""
+    n_cells = len(keys.cells)
+    # A group's stratum: its majority (label, lang) cell, ties to the cell met first (and language only where that
+    # cell is big enough for every split).
+    group_cell, first_seen, count = np.unique(keys.group * n_cells + keys.cell, return_index=True,
+                                              return_counts=True)
+    order = np.lexsort((first_seen, -count, group_cell // n_cells))  # per group: most records, then met first
+    group_of = group_cell[order] // n_cells
+    top = np.ones(order.size, dtype=bool)
+    top[1:] = group_of[1:] != group_of[:-1]
+    majority = group_cell[order][top] % n_cells  # per group, by rank
     min_cell = int(round(1 / min(val_size, test_size))) + 1
-    label_lang = Counter((r.label, r.lang) for r in records)
+    label_lang = np.bincount(keys.cell, minlength=n_cells)
+    key_of_cell = [(label, lang) if by_lang and label_lang[c] >= min_cell else (label, "*")
+                   for c, (label, lang) in enumerate(keys.cells)]
+    strata = sorted(set(key_of_cell))
+    stratum = np.array([strata.index(k) for k in key_of_cell])[majority]
 
-    def stratum(members: list[Record]) -> tuple:
-        label, lang = Counter((r.label, r.lang) for r in members).most_common(1)[0][0]
-        return (label, lang) if by_lang and label_lang[(label, lang)] >= min_cell else (label, "*")
-
-    strata: dict[tuple, list[str]] = defaultdict(list)
-    for g in sorted(groups):
-        strata[stratum(groups[g])].append(g)
+    size = np.bincount(keys.group, minlength=keys.groups).tolist()
     rng = random.Random(seed)
     shares = {"train": 1 - val_size - test_size, "val": val_size, "test": test_size}
-    out: dict[str, list[Record]] = {s: [] for s in SPLITS}
-    for key in sorted(strata):
-        names = strata[key]
+    split_of_group = np.empty(keys.groups, dtype=np.int8)
+    for k in range(len(strata)):
+        names = np.flatnonzero(stratum == k).tolist()  # the stratum's groups in name order
         rng.shuffle(names)
-        total = sum(len(groups[g]) for g in names)
+        total = sum(size[g] for g in names)
         filled = Counter()
         for g in names:
             # The split furthest below its target (ties: test, then val, so small strata still reach them).
             target = min(("test", "val", "train"), key=lambda s: filled[s] - shares[s] * total)
-            filled[target] += len(groups[g])
-            out[target].extend(groups[g])
-    return out
+            filled[target] += size[g]
+            split_of_group[g] = SPLITS.index(target)
+    return split_of_group[keys.group]
 
 
 def run(ctx: StageContext) -> dict:
     cfg, dedup = ctx.config.data.split, ctx.config.data.dedup
     source = ctx.input("dedup", "records.jsonl")
     # Pass 1 assigns splits from the records' metadata only; pass 2 streams the texts into the split files.
-    light = [Record(**{**r.__dict__, "text": ""}) for r in read_records(source)]
-    splits = assign(light, cfg.val_size, cfg.test_size, cfg.group_key, cfg.stratify_by_lang, ctx.config.run.seed)
+    keys = SplitKeys.read(read_records(source), cfg.group_key)
+    split = assign(keys, cfg.val_size, cfg.test_size, cfg.stratify_by_lang, ctx.config.run.seed)
+    per_label = {name: keys.tally(split == k, 0) for k, name in enumerate(SPLITS)}
     for name in SPLITS:
-        missing = {"malicious", "benign"} - {r.label for r in splits[name]}
+        missing = {"malicious", "benign"} - set(per_label[name])
         if missing:
-            raise StageError(f"the {name} split has no {'/'.join(sorted(missing))} script ({len(light)} records in "
+            raise StageError(f"the {name} split has no {'/'.join(sorted(missing))} script ({len(keys)} records in "
                              "all): add data, or lower data.split.val_size/test_size, or use data.split.group_key=none")
-    split_of = {r.id: name for name, rs in splits.items() for r in rs}
     files = {name: open(ctx.out / f"{name}.jsonl", "w", encoding="utf-8") for name in SPLITS}
-    offsets: list[int] = []
-    sides: list[str] = []
+    offsets = array("q")
     try:
-        for offset, r in scan_records(source):  # dedup's order, which is deterministic
-            files[split_of[r.id]].write(r.to_json() + "\n")
+        for k, (offset, r) in enumerate(scan_records(source)):  # dedup's order, which is deterministic
+            files[SPLITS[split[k]]].write(r.to_json() + "\n")
             offsets.append(offset)
-            sides.append(split_of[r.id])
     finally:
         for f in files.values():
             f.close()
@@ -87,12 +137,12 @@ def run(ctx: StageContext) -> dict:
     texts = TextsOnDisk(source, offsets)  # read back on demand: memory stays flat as the corpus grows
     pairs = NearDuplicateIndex(threshold=dedup.threshold, ngram=dedup.ngram_size, num_perm=dedup.num_perm,
                                workers=dedup.workers).fit(texts).pairs() if len(texts) > 1 else []
-    near = sum(sides[i] != sides[j] for i, j, _ in pairs)
+    near = sum(int(split[i] != split[j]) for i, j, _ in pairs)
     if near:
         ctx.log(f"[split] WARNING: {near} near-duplicate pairs cross splits (leakage)")
-    ctx.log("[split] " + ", ".join(f"{s} {len(splits[s])}" for s in SPLITS))
-    return {"in": len(light), **{s: len(splits[s]) for s in SPLITS},
-            "per_label": {s: dict(sorted(Counter(r.label for r in splits[s]).items())) for s in SPLITS},
-            "per_lang": {s: dict(sorted(Counter(r.lang for r in splits[s]).items())) for s in SPLITS},
-            "groups": len({group_of(r, cfg.group_key) for r in light}),
-            "cross_split_exact_duplicates": len(light) - len(split_of), "cross_split_near_duplicates": near}
+    sizes = np.bincount(split, minlength=len(SPLITS)).tolist()
+    ctx.log("[split] " + ", ".join(f"{s} {n}" for s, n in zip(SPLITS, sizes)))
+    return {"in": len(keys), **dict(zip(SPLITS, sizes)), "per_label": per_label,
+            "per_lang": {name: keys.tally(split == k, 1) for k, name in enumerate(SPLITS)},
+            "groups": keys.groups, "cross_split_exact_duplicates": len(keys) - keys.ids,
+            "cross_split_near_duplicates": near}

@@ -1,6 +1,6 @@
 """Training memory and step time: the two-label head loss vs the default completion-only loss over the full vocabulary.
 
-    python -m benchmarks.bench_head_loss                          # quick: 2 warm-up + 5 timed steps per variant
+    python -m benchmarks.bench_head_loss                          # quick: 2 warm-up + 6 timed steps per variant
     python -m benchmarks.bench_head_loss --steps 20 --memory-steps 5    # bigger; --seq, --batch, --hidden, --layers
 
 Same model (a random StarCoder2 with StarCoder2's real vocabulary, 49,152, hidden 256, 4 layers), same batch of random
@@ -13,7 +13,8 @@ token ids whose last token is a verdict token, fp32, one AdamW step per iteratio
 - gather: the head variant, but the hidden states are gathered at the verdict position before the 2-row head (the
   B x L x 2 logits are never built), to see whether that is worth doing.
 Memory: each variant in its own fresh process (method: benchmarks/common.py). Time: all variants built in one process
-and their steps interleaved, so the load of a shared machine weighs on each alike; mean and fastest step reported.
+and their steps interleaved, so the load of a shared machine weighs on each alike; mean, median and fastest step are
+reported (on a busy machine the fastest is the closest to a quiet one).
 Data: random token ids, no text (the cost does not depend on the token values).
 """
 from __future__ import annotations
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=1024)
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per variant")
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=2, help="steps per variant before timing")
     parser.add_argument("--memory-steps", type=int, default=2, help="steps per variant in its memory process")
     parser.add_argument("--hidden", type=int, default=256)
@@ -139,7 +140,8 @@ def main(argv: list[str] | None = None) -> dict:
     table = []
     for variant, r in results.items():
         row = {"variant": variant, "params": r["params"], "s/step mean": r["step"]["mean_s"],
-               "s/step min": r["step"]["min_s"], "MiB above model": r["peak_above_model_mib"],
+               "s/step median": r["step"]["median_s"], "s/step min": r["step"]["min_s"],
+               "MiB above model": r["peak_above_model_mib"],
                "peak RSS MiB": r["peak_rss_mib"]}
         if base:
             row["time x head"] = round(r["step"]["mean_s"] / base["step"]["mean_s"], 2)
@@ -152,11 +154,12 @@ def main(argv: list[str] | None = None) -> dict:
     if base and "full" in results:
         full = results["full"]
         ratios = {"full_over_head_time": round(full["step"]["mean_s"] / base["step"]["mean_s"], 2),
+                  "full_over_head_time_median": round(full["step"]["median_s"] / base["step"]["median_s"], 2),
                   "full_over_head_time_min": round(full["step"]["min_s"] / base["step"]["min_s"], 2),
                   "full_over_head_memory": round(full["peak_above_model_mib"] / max(base["peak_above_model_mib"], 1),
                                                  2)}
-        print(f"\nfull-vocabulary loss / head loss: {ratios['full_over_head_time']}x step time (mean; "
-              f"{ratios['full_over_head_time_min']}x on the fastest steps), "
+        print(f"\nfull-vocabulary loss / head loss: {ratios['full_over_head_time']}x step time (mean; median "
+              f"{ratios['full_over_head_time_median']}x, fastest steps {ratios['full_over_head_time_min']}x), "
               f"{ratios['full_over_head_memory']}x memory above the model (STACK-NOTES: ~3.4-4x time, ~3.8x memory)")
     machine["other_cpu_cores_during_timing"] = timed["other_cpu_cores"]
     payload = {"machine": machine, "params": {**vars(args), "vocab": VOCAB, "label_ids": LABEL_IDS,

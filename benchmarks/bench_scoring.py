@@ -1,7 +1,7 @@
 """Scoring throughput and memory: batched two-row head scoring vs one `generate` call per script.
 
-    python -m benchmarks.bench_scoring                       # quick: N = 100, 200, 400, one round
-    python -m benchmarks.bench_scoring --scaling 100 200 400 800 1600 --repeat 3   # bigger
+    python -m benchmarks.bench_scoring                       # quick: N = 100, 200, 400, best of 2 rounds
+    python -m benchmarks.bench_scoring --scaling 100 200 400 800 1600 --repeat 5   # bigger
 
 Same tiny StarCoder2 (hidden 128, 2 layers, vocab 4096, random init, seed 0), same tokenizer (trained on the scripts),
 same prompts (`prompt.encode` at max length 512), tokenisation included in both:
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n", type=int, default=200, help="scripts for the ratio, the memory and the check")
     parser.add_argument("--scaling", type=int, nargs="*", default=[100, 200, 400],
                         help="more sizes for seconds-vs-N (none: only --n)")
-    parser.add_argument("--repeat", type=int, default=1, help="timing rounds; the fastest of each is kept")
+    parser.add_argument("--repeat", type=int, default=2, help="timing rounds; the fastest of each is kept")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--new-tokens", type=int, default=1, choices=(1, 2), help="max_new_tokens of generate")

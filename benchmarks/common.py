@@ -174,8 +174,10 @@ def mean_and_spread(seconds: Sequence[float]) -> dict:
     n = len(seconds)
     mean = sum(seconds) / n
     std = (sum((s - mean) ** 2 for s in seconds) / (n - 1)) ** 0.5 if n > 1 else 0.0
-    return {"mean_s": round(mean, 4), "std_s": round(std, 4), "min_s": round(min(seconds), 4),
-            "max_s": round(max(seconds), 4), "n": n}
+    ordered = sorted(seconds)
+    median = (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
+    return {"mean_s": round(mean, 4), "median_s": round(median, 4), "std_s": round(std, 4),
+            "min_s": round(ordered[0], 4), "max_s": round(ordered[-1], 4), "n": n}
 
 
 def print_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> None:

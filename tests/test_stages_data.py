@@ -172,3 +172,14 @@ def test_texts_on_disk_reads_back_what_was_written(tmp_path):
     texts = TextsOnDisk(tmp_path / "r.jsonl", offsets[::-1])
     assert len(texts) == 5 and list(texts) == [r.text for r in recs[::-1]] and texts[1:3] == [recs[3].text, recs[2].text]
     assert texts.record(0).id == "4"
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    import os
+
+    from pipeline.records import write_json
+
+    write_json(tmp_path / "x.json", {"a": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~mask

@@ -371,7 +371,7 @@ def _sampler(search: str, trials: int, seed: int | None):
 def optuna_trials(s: Sweep, space: Space, search: str, trials: int, storage: str, name: str, worker: bool,
                   phase_tags: list[str]) -> list[Trial]:
     try:
-        import optuna
+        import optuna  # noqa: F401  (a check: Optuna is an optional extra)
     except ImportError:
         raise SweepError(f"--search {search} needs Optuna: pip install 'sgpipe[sweep]'") from None
     from optuna.trial import TrialState

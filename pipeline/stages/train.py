@@ -10,15 +10,17 @@ Checkpoints live in the run's persistent work folder (`.work/train/checkpoints`)
 """
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import TINY_MODEL_ID, Config
 from ..records import read_records, write_json
 from ..runner import StageContext, StageError, is_main_process
+
+if TYPE_CHECKING:  # trl is imported inside the stage only: `sgpipe --help` must not pay for it
+    from trl import SFTConfig
 
 CHECKPOINTS = "checkpoints"
 WALL_CLOCK = ("_runtime", "_per_second", "_preparation_time")  # log keys that measure time, not the model

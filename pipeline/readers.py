@@ -389,13 +389,7 @@ class _Reader:
 
     def _json_row(self, raw: bytes, where: str, first: bool) -> Record | Reject:
         try:
-            if first:
-                raw = raw.removeprefix(codecs.BOM_UTF8)
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise RejectedInput("undecodable", f"the line is not valid UTF-8 (offset {e.start}); write the table "
-                                               "as UTF-8") from None
+            line = _decode_row(raw, first, "line")
             hint = (" A .json input must hold JSON lines (one object per line), not one array: convert it with "
                     "`jq -c '.[]'`." if line.lstrip().startswith("[") else "")
             try:
@@ -482,15 +476,20 @@ def _optional(row: dict, key: str, types: tuple[type, ...]):
     return value
 
 
-def _parse_csv_row(raw: bytes, delimiter: str, first: bool) -> list[str]:
-    """The fields of one CSV row (already split off by `_logical_lines`); [] for a blank row."""
+def _decode_row(raw: bytes, first: bool, what: str) -> str:
+    """One JSONL line or CSV row as text: a BOM is dropped from the first, anything but UTF-8 is rejected."""
     if first:
         raw = raw.removeprefix(codecs.BOM_UTF8)
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise RejectedInput("undecodable", f"the row is not valid UTF-8 (offset {e.start}); write the table as "
-                                       "UTF-8") from None
+        raise RejectedInput("undecodable", f"the {what} is not valid UTF-8 (offset {e.start}); write the table as "
+                                           "UTF-8") from None
+
+
+def _parse_csv_row(raw: bytes, delimiter: str, first: bool) -> list[str]:
+    """The fields of one CSV row (already split off by `_logical_lines`); [] for a blank row."""
+    text = _decode_row(raw, first, "row")
     text = text.removesuffix("\n").removesuffix("\r")
     try:
         rows = list(csv.reader([text], delimiter=delimiter, strict=True))  # strict: a stray quote is an error

@@ -54,6 +54,7 @@ from typing import BinaryIO, Iterator, Sequence
 from .archives import ARCHIVE_MAGIC, ARCHIVE_SUFFIXES, ZipReader, ByteBudget, MeteredReader
 from .decoding import decode_text
 from .languages import detect_language, normalise_lang
+from .lock import LOCK_FILE
 from .records import LABELS, Record, text_id
 from .rejects import REASONS, ReaderLimits, Reject, RejectedInput, shorten, too_large_detail
 
@@ -102,6 +103,18 @@ def _table_kind(name: str) -> str | None:
     """'json' | 'csv' | 'tsv' for a table file name (lower case, optionally .gz), else None."""
     base = name.removesuffix(".gz")
     return next((kind for suffix, kind in TABLE_SUFFIXES.items() if base.endswith(suffix)), None)
+
+
+def _is_run_dir(folder: str) -> bool:
+    """Whether `folder` is an sgpipe run directory (it holds the run lock file)."""
+    return os.path.isfile(os.path.join(folder, LOCK_FILE))
+
+
+def _run_dir_reject(loc: str) -> Reject:
+    # A run directory inside the input (`cd corpus && sgpipe all --input .`) would feed ingest its own records.jsonl
+    # while it grows, until the disk fills; outputs are never data
+    return Reject(loc, "sgpipe_output", "is an sgpipe run directory, whose outputs are never read as input; give "
+                                        "--run-dir outside the input folder, or leave it: it is skipped")
 
 
 def _inside(path: str, root: str) -> bool:
@@ -245,6 +258,9 @@ class _Reader:
             yield Reject(loc, "unreadable", f"cannot be read ({e.strerror}); check the path in data.ingest.inputs")
             return
         if stat.S_ISDIR(st.st_mode):
+            if _is_run_dir(path):
+                yield _run_dir_reject(loc)
+                return
             seen = False
             for item in self._walk(path, st):
                 seen = True
@@ -293,6 +309,10 @@ class _Reader:
                                                              "into the folder if it belongs to the data")
                         continue
                     st = os.stat(path)
+                    crossed = self._link_crosses_label(path, root_real, root_label, label, len(stack) == 1)
+                    if crossed is not None:
+                        yield Reject(loc, "symlink_cross_label", crossed)
+                        continue
                 else:
                     st = entry.stat(follow_symlinks=False)
             except OSError as e:
@@ -305,6 +325,9 @@ class _Reader:
                                                       "path to it); remove the link")
                     continue
                 visited.add((st.st_dev, st.st_ino))
+                if _is_run_dir(path):
+                    yield _run_dir_reject(loc)
+                    continue
                 try:
                     children = self._entries(path)
                 except OSError as e:
@@ -319,6 +342,23 @@ class _Reader:
                 yield from self._file(path, entry.name, loc, label, top, follow=False)
             else:
                 yield Reject(loc, "special_file", "is not a regular file (a FIFO, socket or device); remove it")
+
+    def _link_crosses_label(self, target: str, root_real: str, root_label: str | None, label: str | None,
+                            at_top: bool) -> str | None:
+        """Why a followed link may not be read (it would give its target another label), or None. Labels come from
+        folders, so `benign/x -> ../malicious` would relabel every malicious sample benign: refused, not guessed."""
+        if root_label is not None:
+            return None  # the whole root has one label: a link inside it cannot change it
+        parts = os.path.relpath(target, root_real).split(os.sep)
+        target_label = self._folder_label(parts[0]) if len(parts) > 1 else None
+        here = None if at_top else label  # a link at the top names its own label folder: judged by its target
+        if at_top and target_label is None:
+            return None
+        if target_label == here:
+            return None
+        return (f"is a symbolic link from a folder labelled {here or 'nothing'} to {shorten(_loc(target))}, "
+                f"labelled {target_label or 'nothing'}; a link may not move samples between labels. Copy the files "
+                "into the folder of their label, or remove the link")
 
     @staticmethod
     def _entries(folder: str) -> Iterator[os.DirEntry]:

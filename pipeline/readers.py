@@ -532,7 +532,6 @@ class _Reader:
         for start, end, raw in _logical_lines(stream, bound, delimiter.encode(), count):
             rowno += start - last_line  # the blank lines skipped in between are rows of a spreadsheet too
             last_line = end
-            count.accounted += end - start + 1
             where = f"{loc}:row {rowno}"
             try:
                 if raw is None:
@@ -542,9 +541,13 @@ class _Reader:
                                                  "quote is never closed); raise that limit or fix the row")
                 if header is None:
                     header = self._csv_header(_parse_csv_row(raw, delimiter, first=True))
+                    count.accounted += end - start + 1
                     continue
-                yield from self._csv_row(raw, delimiter, header, where, rowno, start, end, loc)
+                outcomes = list(self._csv_row(raw, delimiter, header, where, rowno, start, end, loc))
+                count.accounted += (end - start + 1) if outcomes else 0  # a row must end as a record or reject
+                yield from outcomes
             except RejectedInput as r:
+                count.accounted += end - start + 1
                 yield Reject(where, r.reason, r.detail)
                 if header is None:  # without a header no row can be read
                     count.accounted = count.seen = 0  # the rest is not read: nothing to account for

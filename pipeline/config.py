@@ -519,8 +519,8 @@ def _check_expansion(root: yaml.Node, path: Path) -> None:
             continue
         sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
         if sizes[id(node)] > MAX_CONFIG_VALUES:
-            raise ConfigError(f"{path}: its aliases (*name) expand to more than {MAX_CONFIG_VALUES:,} values, which "
-                              "no config needs (a 'billion laughs' bomb?); write the values out, or use fewer aliases")
+            raise ConfigError(f"{path}: holds more than {MAX_CONFIG_VALUES:,} values once its aliases (*name) are "
+                              "expanded, which no config needs (a 'billion laughs' bomb?); check the file")
         stack.pop()
 
 

@@ -400,12 +400,12 @@ def parse_override(item: str) -> tuple[str, Any]:
         raise ConfigError(f"--set expects KEY=VALUE, got {shorten(item)} (e.g. --set training.learning_rate=1e-4)")
     key, raw = item.split("=", 1)
     key = key.strip()
-    if _is_text_field(key) and raw.strip() not in ("null", "~"):
-        return key, raw
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    if _is_text_field(key) and value is not None and not isinstance(value, str):
+        return key, raw  # `no` -> "no", `1.0` -> "1.0"; a quoted "cuda" was unquoted by YAML above
     if isinstance(value, str) and _looks_numeric(raw):
         value = float(raw)  # YAML 1.1 reads '1e-4' as a string
     return key, value

@@ -1,8 +1,9 @@
 """Script bytes as text, or the reason they are not text.
 
 UTF-8 (a BOM is dropped) or UTF-16 (with a BOM, or without one when NUL bytes fall on every other byte, as in ASCII
-text saved as UTF-16). Other bytes with a NUL in the first 8 KB are `binary`. Invalid UTF-8 is `undecodable`: legacy
-encodings such as latin-1 are never guessed, because a wrong guess silently changes the text the model learns.
+text saved as UTF-16). UTF-32 (its BOM) is refused by name, not mistaken for UTF-16. Other bytes with a NUL in the
+first 8 KB are `binary`. Invalid UTF-8 is `undecodable`: legacy encodings such as latin-1 are never guessed, because
+a wrong guess silently changes the text the model learns.
 """
 from __future__ import annotations
 

@@ -10,7 +10,11 @@ What is read, and how
 - Tables: `.jsonl`, `.json` (JSON lines, not one JSON array), `.csv`, `.tsv`, each optionally gzipped (`.gz`). One
   record per line/row, with fields `text`, `label` and optional `lang`, `source`, `group`, `id`. CSV rows are
   numbered like a spreadsheet (the header is row 1); JSON lines by line number. CSV/TSV fields holding quotes,
-  delimiters or line breaks must be quoted, as csv writers and pandas do; a broken row is rejected on its own.
+  delimiters or line breaks must be quoted, as csv writers and pandas do; a quote opens a quoted field only at the
+  field's start (elsewhere it is text, as Python's csv reads it); a broken row is rejected on its own, and a broken
+  row spanning lines is read again line by line, so it cannot swallow the valid rows after it. Every line ends as a
+  record, a reject, a header or a blank line (counted: `LostRowsError` otherwise). A key twice in a JSON object or a
+  column twice in a CSV header is rejected, never last-wins. Blank lines are skipped a buffer at a time.
   The record id is always `text_id(text)`. `source` is the user's `source` field kept verbatim (so that
   `data.split.group_key: source` groups by it); without one it is the row's location, suffixed "#<id>" when the row
   has an `id`, so a record can be traced back to the user's own key.
@@ -22,9 +26,11 @@ What is read, and how
 - Zip archives: members are read in memory in archive order and follow the folder rules (a zip of the dataset folder
   itself, `dataset/malicious/...`, works too). Archives inside archives are rejected, never opened.
 - `labelled=False` (predict): the same walk, but every record gets label "" and nothing is rejected for its label.
-- Symbolic links inside folders are skipped unless `follow_symlinks`; followed links must stay inside the root and
-  may not revisit a folder. A path the user names directly is followed: the user chose it. FIFOs, sockets and
-  devices are rejected before they are read (reading a FIFO would block forever).
+- Symbolic links inside folders are skipped unless `follow_symlinks`; followed links must stay inside the root, may
+  not revisit a folder, and may not cross labels (`benign/x -> ../malicious` would relabel samples). A path the
+  user names directly is followed: the user chose it. FIFOs, sockets and devices are rejected before they are read
+  (reading a FIFO would block forever). A folder holding sgpipe's run lock (a run directory) is rejected as
+  `sgpipe_output` and never entered.
 
 Limits: a script (file, member, table row) over `max_file_bytes` is `too_large`; a file is judged by its size without
 being read, and table lines are read in 64 KB pieces, so no input is ever held whole. Zip members are checked on their
@@ -350,7 +356,8 @@ class _Reader:
         if root_label is not None:
             return None  # the whole root has one label: a link inside it cannot change it
         parts = os.path.relpath(target, root_real).split(os.sep)
-        target_label = self._folder_label(parts[0]) if len(parts) > 1 else None
+        in_top_folder = parts[0] != "." and (len(parts) > 1 or os.path.isdir(target))
+        target_label = self._folder_label(parts[0]) if in_top_folder else None
         here = None if at_top else label  # a link at the top names its own label folder: judged by its target
         if at_top and target_label is None:
             return None

@@ -165,7 +165,8 @@ def test_a_yaml_section_written_twice_is_an_error_naming_it(tmp_path):
 
 def test_duplicate_json_keys_and_csv_columns_are_rejects_naming_them(tmp_path):
     table = tmp_path / "t.jsonl"
-    table.write_text('{"text": "echo a", "label": "benign", "label": "malicious"}\n{"text": "echo b", "label": "benign"}\n')
+    table.write_text('{"text": "echo a", "label": "benign", "label": "malicious"}\n'
+                     '{"text": "echo b", "label": "benign"}\n')
     csv_table = tmp_path / "t.csv"
     csv_table.write_text("text,label,text\necho c,benign,echo d\n")
     items = _read(table, csv_table)

@@ -164,10 +164,6 @@ def _logical_lines(stream: BinaryIO, bound: int, delimiter: bytes | None,
     lineno, eof = 0, False
     blank = b"\r\n" if delimiter else b" \t\r\n"  # a CSV row of spaces is a row; a JSON line of spaces is not
     while not eof:
-        skipped = _skip_blank_lines(stream, blank)
-        lineno += skipped
-        count.seen += skipped
-        count.accounted += skipped
         start, parts, size = lineno + 1, [], 0
         quotes = _CsvQuotes(delimiter) if delimiter else None
         while True:
@@ -186,6 +182,12 @@ def _logical_lines(stream: BinaryIO, bound: int, delimiter: bytes | None,
                 lineno += 1
                 if quotes is None or not quotes.in_quotes:
                     break
+        if len(parts) == 1 and lineno == start and not parts[0].strip(blank):  # blank: skip its run in bulk
+            skipped = 1 + _skip_blank_lines(stream, blank)
+            lineno += skipped - 1
+            count.seen += skipped
+            count.accounted += skipped
+            continue
         if size:
             end_line = lineno if chunk.endswith(b"\n") else lineno + 1  # a last line without a line end
             count.seen += end_line - start + 1

@@ -210,3 +210,41 @@ def test_hostile_lines_are_neutralised_in_predict_explain(planted, tmp_path, fmt
 def test_render_rejects_unknown_formats():
     with pytest.raises(ValueError, match="terminal"):
         render([], "xml")
+
+
+def test_report_highlights_worst_examples_and_writes_the_faithfulness_table(planted, tmp_path):
+    """The report's explanation step on a run directory holding the planted classifier, then both renderings."""
+    from types import SimpleNamespace
+
+    from pipeline.config import load_config
+    from pipeline.stages import report
+
+    _, clf_dir = planted
+    run_dir = tmp_path / "run"
+    (run_dir / "train").mkdir(parents=True)
+    (run_dir / "train" / "classifier").symlink_to(clf_dir)
+    cfg = load_config(None, overrides=["report.explain_lines=3", "report.faithfulness_scripts=50"])
+    hostile = "\n".join(HOSTILE + ["```", "y = 2"])
+    rows = planted_rows(12, seed=4)
+    texts = {"fp": hostile, **{f"tp{i}": t for i, (t, y, _) in enumerate(rows) if y == "malicious"}}
+    fp = {"id": "fp", "lang": "python", "source": "x/<b>", "score": 0.99, "label": "benign", "prediction": "malicious"}
+    tps = [{"id": k, "lang": "python"} for k in texts if k.startswith("tp")]
+    ctx = SimpleNamespace(config=cfg, run_dir=run_dir)
+    explained, faithful, note = report._explanations(ctx, [fp], tps, texts, 0.5)
+    assert note is None and len(explained["fp"].lines) == 3 and explained["fp"].lines[0].line == 1  # the plant
+    assert [r["k"] for r in faithful] == [1, 3, 5] and faithful[0]["top_drop"] > faithful[0]["random_drop"] + 0.5
+
+    inputs = report.Inputs(run_name="demo", metrics={}, manifests={}, history=[], conflicts=[], rejected=[],
+                           false_positives=[{**fp, "text": hostile, "explanation": explained["fp"]}],
+                           false_negatives=[], excerpt_chars=400, config_yaml="", plots={}, faithfulness=faithful)
+    blocks = report._examples(inputs, "False positives", inputs.false_positives, "false positive")
+    blocks += report._faithfulness(inputs)
+    md, page = report.to_markdown(blocks), report.to_html(blocks, "t", {})
+    assert f">> {explained['fp'].lines[0].contribution:+.3f} 1 | {PLANT}" in md  # the top line, marked in the gutter
+    assert md.count("\n````\n") == 2  # the excerpt's own ``` cannot close its block
+    assert f"| 1 | {faithful[0]['n']} | {faithful[0]['top_drop']:.3f} |" in md and "k random lines" in page
+    assert "<mark" in page and "<script" not in page.lower() and "&lt;/script&gt;" in page
+    listed = [u.text for u in explained["fp"].lines]  # the top-lines table shows neutralised texts
+    assert not [c for c in ESCAPES for t in listed if c in t]
+    off = load_config(None, overrides=["report.explain_lines=0", "report.faithfulness_scripts=0"])
+    assert report._explanations(SimpleNamespace(config=off, run_dir=run_dir), [fp], tps, texts, 0.5)[2]

@@ -60,8 +60,11 @@ def token_read_mask(text: str, lang: str, tokenizer, max_length: int, head_ratio
 
     lines = text.split("\n")
     encoded = prompt.encode(text, lang, tokenizer, max_length, head_ratio)
-    enc = tokenizer(text, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True,
-                    verbose=False)
+    try:
+        enc = tokenizer(text, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True,
+                        verbose=False)
+    except NotImplementedError:  # a slow (Python) tokenizer has no offsets: call every line read, never the reverse
+        return [True] * len(lines)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
     n_prefix, n_suffix = len(prompt._ids(tokenizer, prompt.PREFIX.format(lang=lang))), len(prompt._ids(tokenizer,
                                                                                                        prompt.SUFFIX))

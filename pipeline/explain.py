@@ -66,8 +66,8 @@ def token_read_mask(text: str, lang: str, tokenizer, max_length: int, head_ratio
     except NotImplementedError:  # a slow (Python) tokenizer has no offsets: call every line read, never the reverse
         return [True] * len(lines)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
-    n_prefix, n_suffix = len(prompt._ids(tokenizer, prompt.PREFIX.format(lang=lang))), len(prompt._ids(tokenizer,
-                                                                                                       prompt.SUFFIX))
+    n_prefix = len(prompt._ids(tokenizer, prompt.PREFIX.format(lang=lang)))
+    n_suffix = len(prompt._ids(tokenizer, prompt.SUFFIX))
     kept = encoded[n_prefix:len(encoded) - n_suffix]
     if kept == ids:
         return [True] * len(lines)

@@ -192,3 +192,10 @@ def test_single_stage_commands_accept_force(tmp_path):
     out = _sgpipe("ingest", "--force", "--config", TINY_CONFIG, "--run-dir", tmp_path / "run", "--input", table)
     assert out.exit_code == 0, out.output
     assert (tmp_path / "run" / "ingest" / "records.jsonl").read_text().count("\n") == 2
+
+
+def test_run_dir_that_is_a_file_is_a_message_not_a_traceback(tmp_path):
+    (tmp_path / "file").write_text("x")
+    out = _sgpipe("all", "--until", "ingest", "--config", TINY_CONFIG, "--run-dir", tmp_path / "file")
+    assert out.exit_code == 1 and "is a file, not a folder" in out.output
+    assert out.exception is None or isinstance(out.exception, SystemExit)

@@ -141,7 +141,7 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
 
     try:
         cfg = _resolve(config, [], set_, [])
-        classifier = open_classifier(model, allow_pickle=cfg.model.allow_pickle_weights)
+        classifier = open_classifier(model, device=cfg.model.device, allow_pickle=cfg.model.allow_pickle_weights)
     except ConfigError as e:
         _fail(str(e), 2)
     except FileNotFoundError as e:
@@ -174,9 +174,14 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
 def export_(out: Path = typer.Argument(..., help="Output folder for the exported model."),
             model: Path = typer.Option(Path("runs/tiny"), "--model", "-m", help="Run directory."),
             merged: bool = typer.Option(True, "--merged/--adapter", help="Merge LoRA into a standard "
-                                        "Starcoder2ForSequenceClassification (default), or copy the adapter.")):
+                                        "Starcoder2ForSequenceClassification (default), or copy the adapter."),
+            dtype: str = typer.Option("float32", "--dtype", help="Dtype of the merged weights: float32 (default, "
+                                      "scores as evaluated), bfloat16 or float16 (half the size). LoRA is merged "
+                                      "into an unquantized base loaded in this dtype.")):
     """Export the trained classifier: loadable with AutoModelForSequenceClassification, threshold included."""
     import shutil
+
+    import torch
 
     from .model.classifier import THRESHOLD_FILE, Classifier
     from .model.head import export_sequence_classifier
@@ -185,8 +190,11 @@ def export_(out: Path = typer.Argument(..., help="Output folder for the exported
     if not source.is_dir():
         _fail(f"{source} is missing: train first (`sgpipe all --until train`)", 1)
     threshold = model / "evaluate" / THRESHOLD_FILE
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in dtypes:
+        _fail(f"--dtype {dtype!r}: choose float32, bfloat16 or float16", 2)
     if merged:
-        clf = Classifier.load(source)
+        clf = Classifier.load(source, merge_dtype=dtypes[dtype])
         export_sequence_classifier(clf.model, clf.tokenizer, out, max_length=clf.max_length,
                                    head_ratio=clf.head_ratio)
     else:

@@ -194,6 +194,12 @@ class ModelConfig(Section):
                              "--set model.load_in_4bit=false")
         if self.model_id == TINY_MODEL_ID and self.load_in_4bit:
             raise ValueError(f"the built-in {TINY_MODEL_ID} runs in fp32: --set model.load_in_4bit=false")
+        if self.model_id == TINY_MODEL_ID and self.backend == "unsloth":
+            raise ValueError(f"the built-in {TINY_MODEL_ID} is built locally and unsloth loads models by name: "
+                             "--set model.backend=hf")
+        if self.load_in_4bit and self.finetuning_type == "full":
+            raise ValueError("full fine-tuning cannot update 4-bit weights: --set model.finetuning_type=lora or "
+                             "--set model.load_in_4bit=false")
         return self
 
 

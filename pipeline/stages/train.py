@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import TINY_MODEL_ID, Config
+from ..model import backends
 from ..records import read_records, write_json
 from ..runner import StageContext, StageError, is_main_process
 
@@ -24,14 +25,6 @@ if TYPE_CHECKING:  # trl is imported inside the stage only: `sgpipe --help` must
 
 CHECKPOINTS = "checkpoints"
 WALL_CLOCK = ("_runtime", "_per_second", "_preparation_time")  # log keys that measure time, not the model
-
-
-def resolve_device(requested: str) -> str:
-    import torch
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise StageError("model.device=cuda but no CUDA device is visible: use --set model.device=cpu "
-                         "(and model.load_in_4bit=false)")
-    return "cuda" if requested == "auto" and torch.cuda.is_available() else ("cpu" if requested == "auto" else requested)
 
 
 def training_arguments(cfg: Config, output_dir: Path, device: str, log) -> "SFTConfig":
@@ -72,6 +65,23 @@ def training_arguments(cfg: Config, output_dir: Path, device: str, log) -> "SFTC
     )
 
 
+def untrained_eval_callback(metrics: dict):
+    """A callback that puts the untrained model's evaluation first in the trainer's log_history, at step 0.
+
+    The Trainer starts a fresh state (empty log_history) when training begins, so an evaluation made before
+    `train()` would otherwise be lost: val_loss_start and diagnose's "never below the untrained model" need it.
+    """
+    from transformers import TrainerCallback
+
+    entry = {**metrics, "epoch": 0.0, "step": 0}
+
+    class UntrainedEval(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            state.log_history.insert(0, dict(entry))
+
+    return UntrainedEval()
+
+
 def class_weights(labels: list[int], mode: str) -> tuple[float, float] | None:
     if mode == "none":
         return None
@@ -80,12 +90,12 @@ def class_weights(labels: list[int], mode: str) -> tuple[float, float] | None:
 
 
 def run(ctx: StageContext) -> dict:
+    backends.import_backend(ctx.config.model)  # first: unsloth must patch transformers/trl/datasets/peft before use
     import torch
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
-    from ..model.backends import load_model
     from ..model.classifier import Classifier
     from ..model.prompt import build_training_row
     from ..model.trainer import VerdictTrainer, compute_verdict_metrics
@@ -98,19 +108,16 @@ def run(ctx: StageContext) -> dict:
     if t.torch_threads:
         torch.set_num_threads(t.torch_threads)
     set_seed(cfg.run.seed)
-    device = resolve_device(m.device)
+    try:
+        device = backends.resolve_device(m.device)
+    except ValueError as e:
+        raise StageError(str(e)) from None
     train_records = list(read_records(ctx.input("balance", "train.jsonl")))
     val_records = list(read_records(ctx.input("split", "val.jsonl")))
     tiny = m.model_id == TINY_MODEL_ID
-    model, tokenizer, info = load_model(
-        m.model_id, m.backend, max_length=m.max_length, load_in_4bit=m.load_in_4bit,
-        quant_type=m.bnb_4bit_quant_type, compute_dtype=m.bnb_4bit_compute_dtype,
-        double_quant=m.bnb_4bit_use_double_quant, use_flash_attention_2=m.use_flash_attention_2,
-        gradient_checkpointing=m.gradient_checkpointing, trust_remote_code=m.trust_remote_code, device=device,
-        finetuning_type=m.finetuning_type, lora_r=cfg.lora.r, lora_alpha=cfg.lora.alpha,
-        lora_dropout=cfg.lora.dropout, target_modules=cfg.lora.target_modules, use_rslora=cfg.lora.use_rslora,
-        use_dora=cfg.lora.use_dora, seed=cfg.run.seed, tiny=m.tiny.model_dump() if tiny else None,
-        # the tokenizer learns from distinct training texts only: val and test never shape it
+    model, tokenizer, info = backends.load_model(
+        m, cfg.lora, device=device, seed=cfg.run.seed,
+        # the tiny model's tokenizer learns from distinct training texts only: val and test never shape it
         tokenizer_texts=sorted({r.text for r in train_records}) if tiny else None)
     ctx.log(f"[train] {info}")
 
@@ -145,13 +152,13 @@ def run(ctx: StageContext) -> dict:
     if t.eval_strategy != "no" and resume is None:
         # The untrained model's val loss, for the record. Not `eval_on_start`: that would make the untrained model the
         # best so far, so early stopping could count its patience from step 0 and keep a worse checkpoint.
-        trainer.evaluate()
+        trainer.add_callback(untrained_eval_callback(trainer.evaluate()))
     result = trainer.train(resume_from_checkpoint=resume)
     final = trainer.evaluate() if t.eval_strategy != "no" else {}
 
     # ---- cleanup: the best model (already reloaded when load_best_model_at_end), its spec, its history
     Classifier.save(trainer.model, tokenizer, ctx.out / "classifier", base_model=None if tiny else m.model_id,
-                    max_length=m.max_length, head_ratio=m.truncation_head_ratio)
+                    max_length=m.max_length, head_ratio=m.truncation_head_ratio, model_config=m.model_dump(mode="json"))
     # Wall-clock figures (eval_runtime, *_per_second...) would make identical training runs publish different
     # outputs, and so rerun everything downstream; the time taken is in the manifest (train_seconds).
     history = [{k: v for k, v in h.items() if not k.endswith(WALL_CLOCK)} for h in trainer.state.log_history]

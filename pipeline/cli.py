@@ -99,6 +99,27 @@ def _stage_command(name: str, doc: str):
     return command
 
 
+def train_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_: List[str] = SetOpt,
+           input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt,
+           resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
+           dry_run: bool = typer.Option(False, "--dry-run", help="Bring the data stages up to date, then print (and "
+                                        "write to <run>/train_plan.json) what training would do: rows, steps, "
+                                        "warmup, evaluations, tokens, warnings. Loads no model weights.")):
+    """Rerun the train stage; brings stale upstream stages up to date first. --dry-run: the plan only."""
+    if not dry_run:
+        return _execute("train", "train", config, preset, set_, input_, run_dir, False, {"resume": resume})
+    from .plan import training_plan
+    from .records import read_records, write_json
+
+    _execute("balance", None, config, preset, set_, input_, run_dir, False)
+    cfg = _resolve(config, preset, set_, input_)
+    rd = _run_dir(cfg, run_dir)
+    plan = training_plan(cfg, list(read_records(rd / "balance" / "train.jsonl")),
+                         list(read_records(rd / "split" / "val.jsonl")))
+    write_json(rd / "train_plan.json", plan)
+    typer.echo(_display(json.dumps(plan, indent=2)))  # not rich: it would wrap long lines inside the JSON
+
+
 def evaluate_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_: List[str] = SetOpt,
               input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt,
               data: List[str] = typer.Option([], "--data", help="Score this labelled input (any format ingest "
@@ -123,7 +144,8 @@ def evaluate_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt,
 
 
 for _stage in STAGES:  # registered in pipeline order, so --help lists them as they run
-    app.command(_stage.name)(evaluate_ if _stage.name == "evaluate" else _stage_command(_stage.name, _stage.doc))
+    special = {"evaluate": evaluate_, "train": train_}
+    app.command(_stage.name)(special.get(_stage.name) or _stage_command(_stage.name, _stage.doc))
 
 
 @app.command("predict")

@@ -106,3 +106,18 @@ def test_predict_prints_no_token_id_warnings(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout)[0]["verdict"] in ("malicious", "benign")
     assert "token_id" not in done.stderr, done.stderr
+
+
+def test_datasketch_is_a_dev_dependency_only():
+    """Only benchmarks/bench_dedup.py imports datasketch: a user's install must not need it."""
+    import ast
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not any(d.startswith("datasketch") for d in project["dependencies"])
+    assert any(d.startswith("datasketch") for d in project["optional-dependencies"]["dev"])
+    for path in (ROOT / "pipeline").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.split(".")[0] == "datasketch" for n in names), path

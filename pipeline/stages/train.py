@@ -27,9 +27,12 @@ CHECKPOINTS = "checkpoints"
 WALL_CLOCK = ("_runtime", "_per_second", "_preparation_time")  # log keys that measure time, not the model
 
 
-def training_arguments(cfg: Config, output_dir: Path, device: str, log) -> "SFTConfig":
-    """Every `training.*` key, mapped onto SFTConfig; GPU-only features are turned off on CPU, and said so."""
+def training_arguments(cfg: Config, output_dir: Path, device: str, log, train_rows: int) -> "SFTConfig":
+    """Every `training.*` key, mapped onto SFTConfig; GPU-only features are turned off on CPU, and said so.
+    Evaluation and checkpoint intervals come from plan.cadence (eval_per_epoch needs the number of training rows)."""
     from trl import SFTConfig
+
+    from ..plan import cadence, world_size
 
     t, cuda = cfg.training, device == "cuda"
     optim = t.optim
@@ -39,6 +42,7 @@ def training_arguments(cfg: Config, output_dir: Path, device: str, log) -> "SFTC
     if not cuda and (t.bf16 or t.fp16 or t.tf32):
         log("[train] bf16/fp16/tf32 are GPU features: training in fp32 on CPU")
     evaluating = t.eval_strategy != "no"
+    steps = cadence(t, train_rows, world_size())
     return SFTConfig(
         output_dir=str(output_dir),
         per_device_train_batch_size=t.per_device_train_batch_size,
@@ -48,9 +52,9 @@ def training_arguments(cfg: Config, output_dir: Path, device: str, log) -> "SFTC
         lr_scheduler_type=t.lr_scheduler_type,
         warmup_steps=t.warmup_steps if t.warmup_steps else t.warmup_ratio,  # transformers 5: a float < 1 is a ratio
         max_grad_norm=t.max_grad_norm, num_train_epochs=t.num_epochs, max_steps=t.max_steps,
-        eval_strategy=t.eval_strategy, eval_steps=t.eval_steps,
+        eval_strategy=t.eval_strategy, eval_steps=steps.eval_steps,
         save_strategy=t.eval_strategy if (t.load_best_model_at_end and evaluating) else "steps",
-        save_steps=t.save_steps, save_total_limit=t.save_total_limit, logging_steps=t.logging_steps,
+        save_steps=steps.save_steps, save_total_limit=t.save_total_limit, logging_steps=t.logging_steps,
         logging_first_step=True,
         load_best_model_at_end=t.load_best_model_at_end, metric_for_best_model=t.metric_for_best_model,
         greater_is_better=t.metric_for_best_model != "eval_loss",
@@ -128,7 +132,7 @@ def run(ctx: StageContext) -> dict:
     train_ds, val_ds = rows(train_records), rows(val_records)
     checkpoints = ctx.work / CHECKPOINTS
     resume = _resume_point(ctx, checkpoints, get_last_checkpoint)
-    args = training_arguments(cfg, checkpoints, device, ctx.log)
+    args = training_arguments(cfg, checkpoints, device, ctx.log, len(train_ds))
     setup_tracking(cfg, ctx.log)
     callbacks = [run_metadata_callback({
         "sgpipe": cfg.model_dump(mode="json"), "env": environment(),

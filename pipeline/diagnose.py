@@ -321,7 +321,10 @@ def check_early_stop(log: Log, cfg: Config) -> list[Finding]:
     warmup = warmup_steps(cfg, total)
     if not (t.early_stopping and total and warmup and log.last_step < total and log.last_step <= warmup):
         return []
-    need = math.ceil(warmup / t.eval_steps) + 1
+    # with eval_per_epoch the interval depends on the data: read it from the log (evaluations after step 0)
+    steps = sorted({int(e["step"]) for e in log.evals if e.get("step")})
+    interval = steps[0] if t.eval_per_epoch and steps else t.eval_steps
+    need = math.ceil(warmup / interval) + 1
     p: dict[str, Any] = {"training.early_stopping_patience": max(t.early_stopping_patience, need)}
     if warmup > 0.1 * total:  # seed guide: warmup is about 5-10% of the steps
         p.update({"training.warmup_steps": 0, "training.warmup_ratio": 0.05})
@@ -329,7 +332,7 @@ def check_early_stop(log: Log, cfg: Config) -> list[Finding]:
         "early_stop_in_warmup", "warning", f"early stopping fired at step {log.last_step}, before warmup ended "
         f"(step {warmup} of {total})",
         {"steps": [log.last_step], "warmup_steps": warmup, "planned_steps": total,
-         "patience": t.early_stopping_patience, "eval_steps": t.eval_steps},
+         "patience": t.early_stopping_patience, "eval_steps": interval},
         _only_changed(cfg, p), None,
         "The learning rate never reached its peak: the model was judged while it was still warming up. Seed guide: "
         "patience x eval_steps of 100-200 steps, warmup about 5-10% of the steps.")]

@@ -264,3 +264,13 @@ def test_read_log_separates_the_final_evaluation():
     log = read_log(_history(cfg, healthy_train, healthy_val))
     assert log.steps_per_epoch == STEPS_PER_EPOCH and log.last_step == 60
     assert [e["step"] for e in log.evals] == list(range(0, 61, 10)) and log.final["step"] == 60
+
+
+def test_early_stopping_inside_warmup_reads_the_per_epoch_interval_from_the_log(tmp_path):
+    """With training.eval_per_epoch, eval_steps in the config is not the cadence: the log's is (every 10 here)."""
+    cfg = _cfg("training.warmup_ratio=0", "training.warmup_steps=40", "training.early_stopping_patience=1",
+               "training.eval_per_epoch=3", "training.eval_steps=1")
+    history = _history(cfg, healthy_train, healthy_val, last=20, lr=_expected_lr(cfg, 60))
+    finding = next(f for f in diagnose(_run(tmp_path, history), cfg) if f.code == "early_stop_in_warmup")
+    assert finding.evidence["eval_steps"] == 10
+    assert finding.changes["training.early_stopping_patience"] == 5  # ceil(40 / 10) + 1, not 41

@@ -77,8 +77,8 @@ def install_wheels(wheels: Path, site: Path) -> list[dict]:
     files = sorted(wheels.glob("*.whl"))
     if not files:
         return []
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile", "--upgrade",
-                    "--target", str(site), *map(str, files)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile",
+                    "--upgrade", "--target", str(site), *map(str, files)], check=True)
     return [{"wheel": f.name, "mib": round(f.stat().st_size / 2**20, 2)} for f in files]
 
 

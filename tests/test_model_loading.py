@@ -38,7 +38,9 @@ def recorded(tmp_path_factory):
     texts = [json.loads(line)["text"] for line in TINY_DATA.read_text(encoding="utf-8").splitlines()]
     tokenizer = train_tokenizer(prompt.tokenizer_corpus(texts), 512, max_length=512)
     base = root / "base"  # stands in for a hub checkpoint: untrimmed model + tokenizer, loaded by path
-    build_tiny_model(len(tokenizer), max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id).save_pretrained(base)
+    model = build_tiny_model(len(tokenizer), max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model.save_pretrained(base)
     tokenizer.save_pretrained(base)
 
     calls, real = [], backends.load_base

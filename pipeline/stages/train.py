@@ -162,7 +162,8 @@ def run(ctx: StageContext) -> dict:
 
     # ---- cleanup: the best model (already reloaded when load_best_model_at_end), its spec, its history
     Classifier.save(trainer.model, tokenizer, ctx.out / "classifier", base_model=None if tiny else m.model_id,
-                    max_length=m.max_length, head_ratio=m.truncation_head_ratio, model_config=m.model_dump(mode="json"))
+                    max_length=m.max_length, head_ratio=m.truncation_head_ratio,
+                    model_config=m.model_dump(mode="json"))
     # Wall-clock figures (eval_runtime, *_per_second...) would make identical training runs publish different
     # outputs, and so rerun everything downstream; the time taken is in the manifest (train_seconds).
     history = [{k: v for k, v in h.items() if not k.endswith(WALL_CLOCK)} for h in trainer.state.log_history]

@@ -155,6 +155,8 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
              fail_on_malicious: bool = typer.Option(False, "--fail-on-malicious",
                                                     help="Exit 1 when any input is judged malicious (CI gates)."),
              threshold: Optional[float] = typer.Option(None, "--threshold", help="Override the stored threshold."),
+             explain: int = typer.Option(0, "--explain", min=0, help="Add each script's K lines that move the score "
+                                         "most (occlusion, as `sgpipe explain`)."),
              config: Optional[Path] = ConfigOpt, set_: List[str] = SetOpt):
     """Score unknown scripts: P(malicious) and the verdict at the stored threshold. Nothing is executed."""
     from .model.classifier import open_classifier
@@ -177,19 +179,61 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
         with Progress(SpinnerColumn(), TextColumn("{task.completed} scripts scored"), TimeElapsedColumn(),
                       console=err, disable=not err.is_terminal, transient=True) as bar:
             task = bar.add_task("predict")
-            for p in predict(paths, classifier, limits_from_config(cfg.data.ingest), threshold=threshold):
+            for p in predict(paths, classifier, limits_from_config(cfg.data.ingest), threshold=threshold,
+                                 explain_top=explain):
                 if p.verdict == "malicious":
                     flagged.append(p.location)
                 bar.advance(task)
                 yield p
 
     try:
-        render(tracked(), fmt)
+        render(tracked(), fmt, explained=explain > 0)
     except ValueError as e:
         _fail(str(e), 2)
     if fail_on_malicious and flagged:
         err.print(f"{len(flagged)} input(s) judged malicious", markup=False)
         raise typer.Exit(1)
+
+
+@app.command("explain")
+def explain_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/CSV, zips, or - for stdin."),
+             model: Path = typer.Option(Path("runs/tiny"), "--run-dir", "-r", "--model", "-m",
+                                        help="Run directory or export."),
+             fmt: str = typer.Option("terminal", "--format", help="terminal | json | jsonl | html"),
+             top: int = typer.Option(10, "--top", min=0, help="Lines shown per script, strongest first (0: all)."),
+             out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here instead of stdout (html: a "
+                                                "self-contained page)."),
+             max_units: int = typer.Option(128, "--max-units", min=1, help="At most this many occlusions per "
+                                           "script: longer scripts are explained by windows of lines."),
+             threshold: Optional[float] = typer.Option(None, "--threshold", help="Override the stored threshold."),
+             config: Optional[Path] = ConfigOpt, set_: List[str] = SetOpt):
+    """Which lines make a script malicious: each line's contribution to P(malicious), by occlusion through the same
+    prompt, truncation and scoring as predict. Nothing is executed."""
+    from .explain import ClassifierScorer, explain_paths
+    from .explain_render import FORMATS, render
+    from .model.classifier import open_classifier
+    from .stages.ingest import limits_from_config
+
+    if fmt not in FORMATS:
+        _fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}", 2)
+    try:
+        cfg = _resolve(config, [], set_, [])
+        classifier = open_classifier(model, allow_pickle=cfg.model.allow_pickle_weights)
+    except ConfigError as e:
+        _fail(str(e), 2)
+    except FileNotFoundError as e:
+        _fail(str(e), 1)
+    t = threshold if threshold is not None else (classifier.threshold if classifier.threshold is not None else 0.5)
+    explanations = explain_paths(paths, ClassifierScorer(classifier), limits_from_config(cfg.data.ingest), t,
+                                 max_units)
+    if out is None:
+        render(explanations, fmt, top)
+        return
+    from .records import atomic_write
+
+    with atomic_write(out) as f:  # a failure midway leaves no half page behind
+        render(explanations, fmt, top, f)
+    err.print(_display(f"wrote {out}"), markup=False)
 
 
 @app.command("export")

@@ -311,6 +311,11 @@ class ReportConfig(Section):
     dir: str = _f("reports", "Folder under which reports/<run.name>/ is written.")
     worst_examples: int = _f(10, "False positives and false negatives shown (escaped, cut).", ge=0, le=1000)
     excerpt_chars: int = _f(400, "Characters of each example shown.", ge=20, le=20_000)
+    explain_lines: int = _f(5, "Lines highlighted in each worst example: the ones whose removal moves P(malicious) "
+                               "most (occlusion, as `sgpipe explain`). 0: no explanations.", ge=0, le=100)
+    faithfulness_scripts: int = _f(200, "True positives of the test split on which the faithfulness table is "
+                                        "measured (removing each script's top-k lines vs k random lines, k = 1, 3, "
+                                        "5). 0: skip it.", ge=0, le=100_000)
 
 
 class TrackingConfig(Section):

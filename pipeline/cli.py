@@ -218,7 +218,7 @@ def explain_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
         _fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}", 2)
     try:
         cfg = _resolve(config, [], set_, [])
-        classifier = open_classifier(model, allow_pickle=cfg.model.allow_pickle_weights)
+        classifier = open_classifier(model, device=cfg.model.device, allow_pickle=cfg.model.allow_pickle_weights)
     except ConfigError as e:
         _fail(str(e), 2)
     except FileNotFoundError as e:

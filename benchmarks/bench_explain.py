@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from pipeline.explain import ClassifierScorer, explain_text
+    from pipeline.config import TINY_MODEL_ID, LoraSection, ModelConfig, TinyModelConfig
     from pipeline.model import backends
     from pipeline.model.classifier import Classifier
 
@@ -74,9 +75,10 @@ def main(argv: list[str] | None = None) -> dict:
     texts, langs = [scripts.texts[i] for i in picked], [scripts.langs[i] for i in picked]
     print(describe(machine, f"{scripts.source}: {len(texts)} scripts (seeded shuffle), median "
                             f"{sorted(t.count(chr(10)) + 1 for t in texts)[len(texts) // 2]} lines"))
-    model, tokenizer, _ = backends.load_model(backends.TINY, "hf", max_length=args.max_length,
-                                              finetuning_type="full", tiny={"vocab_size": args.vocab},
-                                              tokenizer_texts=scripts.texts, seed=0)
+    model_cfg = ModelConfig(model_id=TINY_MODEL_ID, backend="hf", finetuning_type="full", device="cpu",
+                            max_length=args.max_length, load_in_4bit=False, tiny=TinyModelConfig(vocab_size=args.vocab))
+    model, tokenizer, _ = backends.load_model(model_cfg, LoraSection(), device="cpu", tokenizer_texts=scripts.texts,
+                                              seed=0)
     classifier = Classifier(model, tokenizer, args.max_length, 0.75, 0.5)
     scorer = ClassifierScorer(classifier, args.batch)
     print(f"tiny StarCoder2, fp32, no grad, max length {args.max_length}, batch {args.batch}, max units "

@@ -101,6 +101,27 @@ def _stage_command(name: str, doc: str):
     return command
 
 
+def train_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_: List[str] = SetOpt,
+           input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt, force: bool = StageForceOpt,
+           resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
+           dry_run: bool = typer.Option(False, "--dry-run", help="Bring the data stages up to date, then print (and "
+                                        "write to <run>/train_plan.json) what training would do: rows, steps, "
+                                        "warmup, evaluations, tokens, warnings. Loads no model weights.")):
+    """Rerun the train stage; brings stale upstream stages up to date first. --dry-run: the plan only."""
+    if not dry_run:
+        return _execute("train", "train", config, preset, set_, input_, run_dir, force, {"resume": resume})
+    from .plan import training_plan
+    from .records import read_records, write_json
+
+    _execute("balance", None, config, preset, set_, input_, run_dir, False)
+    cfg = _resolve(config, preset, set_, input_)
+    rd = _run_dir(cfg, run_dir)
+    plan = training_plan(cfg, list(read_records(rd / "balance" / "train.jsonl")),
+                         list(read_records(rd / "split" / "val.jsonl")))
+    write_json(rd / "train_plan.json", plan)
+    typer.echo(_display(json.dumps(plan, indent=2)))  # not rich: it would wrap long lines inside the JSON
+
+
 def evaluate_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_: List[str] = SetOpt,
               input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt, force: bool = StageForceOpt,
               data: List[str] = typer.Option([], "--data", help="Score this labelled input (any format ingest "
@@ -128,7 +149,8 @@ def evaluate_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt,
 
 
 for _stage in STAGES:  # registered in pipeline order, so --help lists them as they run
-    app.command(_stage.name)(evaluate_ if _stage.name == "evaluate" else _stage_command(_stage.name, _stage.doc))
+    special = {"evaluate": evaluate_, "train": train_}
+    app.command(_stage.name)(special.get(_stage.name) or _stage_command(_stage.name, _stage.doc))
 
 
 @app.command("predict")
@@ -154,7 +176,7 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
     try:
         check_threshold(threshold)
         cfg = _resolve(config, [], set_, [])
-        classifier = open_classifier(model, allow_pickle=cfg.model.allow_pickle_weights)
+        classifier = open_classifier(model, device=cfg.model.device, allow_pickle=cfg.model.allow_pickle_weights)
     except (ConfigError, ValueError) as e:
         _fail(str(e), 2)
     except FileNotFoundError as e:
@@ -210,7 +232,7 @@ def explain_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
     try:
         check_threshold(threshold)
         cfg = _resolve(config, [], set_, [])
-        classifier = open_classifier(model, allow_pickle=cfg.model.allow_pickle_weights)
+        classifier = open_classifier(model, device=cfg.model.device, allow_pickle=cfg.model.allow_pickle_weights)
     except (ConfigError, ValueError) as e:
         _fail(str(e), 2)
     except FileNotFoundError as e:
@@ -232,9 +254,14 @@ def explain_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
 def export_(out: Path = typer.Argument(..., help="Output folder for the exported model."),
             model: Path = typer.Option(Path("runs/tiny"), "--model", "-m", help="Run directory."),
             merged: bool = typer.Option(True, "--merged/--adapter", help="Merge LoRA into a standard "
-                                        "Starcoder2ForSequenceClassification (default), or copy the adapter.")):
+                                        "Starcoder2ForSequenceClassification (default), or copy the adapter."),
+            dtype: str = typer.Option("float32", "--dtype", help="Dtype of the merged weights: float32 (default, "
+                                      "scores as evaluated), bfloat16 or float16 (half the size). LoRA is merged "
+                                      "into an unquantized base loaded in this dtype.")):
     """Export the trained classifier: loadable with AutoModelForSequenceClassification, threshold included."""
     import shutil
+
+    import torch
 
     from .model.classifier import THRESHOLD_FILE, Classifier
     from .model.head import export_sequence_classifier
@@ -243,8 +270,11 @@ def export_(out: Path = typer.Argument(..., help="Output folder for the exported
     if not source.is_dir():
         _fail(f"{source} is missing: train first (`sgpipe all --until train`)", 1)
     threshold = model / "evaluate" / THRESHOLD_FILE
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in dtypes:
+        _fail(f"--dtype {dtype!r}: choose float32, bfloat16 or float16", 2)
     if merged:
-        clf = Classifier.load(source)
+        clf = Classifier.load(source, merge_dtype=dtypes[dtype])
         export_sequence_classifier(clf.model, clf.tokenizer, out, max_length=clf.max_length,
                                    head_ratio=clf.head_ratio)
     else:

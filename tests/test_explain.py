@@ -52,14 +52,14 @@ def planted(tmp_path_factory) -> tuple[Classifier, str]:
     from datasets import Dataset
     from trl import SFTConfig
 
-    from pipeline.model import backends, prompt
+    from pipeline.model import prompt
     from pipeline.model.trainer import VerdictTrainer
+
+    from .model_configs import load_tiny
 
     torch.set_num_threads(1)
     train = planted_rows(64, seed=0)
-    model, tokenizer, _ = backends.load_model(backends.TINY, "hf", max_length=MAX_LEN, finetuning_type="full",
-                                              tiny={"vocab_size": 512}, tokenizer_texts=[t for t, _, _ in train],
-                                              seed=0)
+    model, tokenizer, _ = load_tiny([t for t, _, _ in train], MAX_LEN, "full")
     data = Dataset.from_list([prompt.build_training_row(t, "python", y, tokenizer, MAX_LEN) for t, y, _ in train])
     out = tmp_path_factory.mktemp("planted")
     config = SFTConfig(output_dir=str(out / "trainer"), max_length=MAX_LEN, packing=False, completion_only_loss=True,

@@ -30,11 +30,11 @@ def _sgpipe(*args):
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
     """An untrained tiny classifier: what it says does not matter here, only whether inputs are scored."""
-    from pipeline.model import backends
     from pipeline.model.classifier import Classifier
 
-    model, tokenizer, _ = backends.load_model(backends.TINY, "hf", max_length=64, finetuning_type="full",
-                                              tiny={"vocab_size": 512}, tokenizer_texts=[PS, SH], seed=0)
+    from .model_configs import load_tiny
+
+    model, tokenizer, _ = load_tiny([PS, SH], 64, "full")
     return Classifier.save(model, tokenizer, tmp_path_factory.mktemp("clf") / "clf", base_model=None, max_length=64,
                            head_ratio=0.75)
 

@@ -610,7 +610,8 @@ def _explanations(ctx: StageContext, examples: list[dict], tps: list[dict], text
         return {}, None, f"No explanations: {classifier_dir} is missing."
     from ..model.classifier import Classifier
 
-    classifier = Classifier.load(classifier_dir, allow_pickle=ctx.config.model.allow_pickle_weights)
+    classifier = Classifier.load(classifier_dir, device=ctx.config.model.device,
+                                 allow_pickle=ctx.config.model.allow_pickle_weights)
     scorer = ClassifierScorer(classifier, ctx.config.training.per_device_eval_batch_size)
     t = 0.5 if threshold is None else threshold
     explained = {}

@@ -122,6 +122,21 @@ class VerdictTrainer(SFTTrainer):
         self._resumed_from = resume_from_checkpoint or None
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
+    def _get_eval_sampler(self, eval_dataset):
+        """Evaluation rows longest first: batches of similar lengths pad little (the metrics ignore the order)."""
+        if self.args.world_size > 1 or "input_ids" not in getattr(eval_dataset, "column_names", ()):
+            return super()._get_eval_sampler(eval_dataset)
+        lengths = [len(ids) for ids in eval_dataset["input_ids"]]
+        return sorted(range(len(lengths)), key=lambda i: -lengths[i])
+
+    def final_metrics(self) -> dict[str, float]:
+        """The eval metrics of the model held after `train()`, read from the evaluation already logged for it (the
+        best checkpoint's, reloaded by load_best_model_at_end, or the last step's); evaluated only if none was."""
+        best = self.state.best_global_step if self.args.load_best_model_at_end else None
+        step = best or self.state.global_step
+        logged = [h for h in self.state.log_history if "eval_loss" in h and h.get("step") == step]
+        return dict(logged[-1]) if logged else self.evaluate()
+
     def _loss_state_file(self, checkpoint: str | Path) -> Path:
         return Path(checkpoint) / LOSS_STATE.format(rank=self.args.process_index)
 

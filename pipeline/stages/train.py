@@ -87,7 +87,7 @@ def run(ctx: StageContext) -> dict:
 
     from ..model.backends import load_model
     from ..model.classifier import Classifier
-    from ..model.prompt import build_training_row
+    from ..model.prompt import build_training_rows
     from ..model.trainer import VerdictTrainer, compute_verdict_metrics
     from ..tracking import environment, run_metadata_callback, setup_tracking
 
@@ -115,8 +115,9 @@ def run(ctx: StageContext) -> dict:
     ctx.log(f"[train] {info}")
 
     def rows(records):
-        return Dataset.from_list([build_training_row(r.text, r.lang, r.label, tokenizer, m.max_length,
-                                                     m.truncation_head_ratio) for r in records])
+        return Dataset.from_list(build_training_rows([r.text for r in records], [r.lang for r in records],
+                                                     [r.label for r in records], tokenizer, m.max_length,
+                                                     m.truncation_head_ratio))
 
     train_ds, val_ds = rows(train_records), rows(val_records)
     checkpoints = ctx.work / CHECKPOINTS
@@ -147,7 +148,7 @@ def run(ctx: StageContext) -> dict:
         # best so far, so early stopping could count its patience from step 0 and keep a worse checkpoint.
         trainer.evaluate()
     result = trainer.train(resume_from_checkpoint=resume)
-    final = trainer.evaluate() if t.eval_strategy != "no" else {}
+    final = trainer.final_metrics() if t.eval_strategy != "no" else {}  # logged already: not evaluated twice
 
     # ---- cleanup: the best model (already reloaded when load_best_model_at_end), its spec, its history
     Classifier.save(trainer.model, tokenizer, ctx.out / "classifier", base_model=None if tiny else m.model_id,

@@ -245,7 +245,6 @@ def load_classifier(path: str | Path, base_model_loader: Callable[[str], object]
     `AutoModelForCausalLM`; pass the backend's loader for 4-bit); its head is trimmed the same way, then the adapter
     (with its trained 2-row head) is applied.
     """
-    from peft import PeftModel
     from transformers import AutoTokenizer
 
     path = Path(path)
@@ -259,6 +258,8 @@ def load_classifier(path: str | Path, base_model_loader: Callable[[str], object]
     if not (path / "adapter_model.safetensors").exists() and not allow_pickle:
         raise FileNotFoundError(f"{path / 'adapter_model.safetensors'} is missing (pickled adapters need allow_pickle: "
                                 "--set model.allow_pickle_weights=true, for checkpoints you trust)")
+    from peft import PeftModel  # here, not above: a full-format classifier (the tiny default) never pays for peft
+
     if (path / "base").is_dir():
         base = load_trimmed_model(path / "base", allow_pickle=allow_pickle)
     else:

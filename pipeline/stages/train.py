@@ -143,10 +143,12 @@ def run(ctx: StageContext) -> dict:
             raise StageError(f"{len(built) - len(prepared)} {name} rows were dropped by the trainer: a verdict was lost")
 
     # ---- train
+    untrained = {}
     if t.eval_strategy != "no" and resume is None:
         # The untrained model's val loss, for the record. Not `eval_on_start`: that would make the untrained model the
         # best so far, so early stopping could count its patience from step 0 and keep a worse checkpoint.
-        trainer.evaluate()
+        # Kept here: train() starts a new TrainerState, whose log_history does not hold this evaluation.
+        untrained = trainer.evaluate()
     result = trainer.train(resume_from_checkpoint=resume)
     final = trainer.final_metrics() if t.eval_strategy != "no" else {}  # logged already: not evaluated twice
 
@@ -163,7 +165,7 @@ def run(ctx: StageContext) -> dict:
         "train_rows": len(train_ds), "val_rows": len(val_ds), "steps": trainer.state.global_step,
         "epochs": round(trainer.state.epoch or 0.0, 3), "resumed_from": Path(resume).name if resume else None,
         "train_loss": round(result.training_loss, 5), "train_seconds": round(time.time() - started, 1),
-        "val_loss_start": evals[0]["eval_loss"] if evals else None,
+        "val_loss_start": untrained.get("eval_loss", evals[0]["eval_loss"] if evals else None),
         "val_loss_end": final.get("eval_loss"), "val_roc_auc_end": final.get("eval_roc_auc"),
         "best_checkpoint": Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None,
         "backend": info.get("backend"), "device": device,

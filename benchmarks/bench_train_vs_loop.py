@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import (OtherCpuUse, add_common_arguments, describe, load_scripts, machine_info,
+from benchmarks.common import (REPO, OtherCpuUse, add_common_arguments, describe, load_scripts, machine_info,
                                mean_and_spread, print_table, write_result)
 
 GOAL = 1.3
@@ -39,9 +39,11 @@ def build(scripts, max_length: int, threads: int):
     from pipeline.model import backends, prompt
 
     torch.set_num_threads(threads)
-    model, tokenizer, _ = backends.load_model(backends.TINY, "hf", max_length=max_length, finetuning_type="full",
-                                              device="cpu", tiny={"vocab_size": 4096},
-                                              tokenizer_texts=sorted(set(scripts.texts)), seed=0)
+    from pipeline.config import LoraSection, load_config
+
+    model_cfg = load_config(REPO / "configs" / "tiny.yaml", overrides=[f"model.max_length={max_length}"]).model
+    model, tokenizer, _ = backends.load_model(model_cfg, LoraSection(), device="cpu", seed=0,
+                                              tokenizer_texts=sorted(set(scripts.texts)))
     rows = prompt.build_training_rows(scripts.texts, scripts.langs, scripts.labels, tokenizer, max_length)
     return model, tokenizer, rows
 
@@ -88,7 +90,7 @@ def lockstep(model, tokenizer, rows, steps: int, profile: bool) -> tuple[list[fl
     from pipeline.stages.train import training_arguments
 
     datasets.disable_progress_bars()
-    cfg = load_config("configs/tiny.yaml", overrides=[f"training.max_steps={steps}", "training.eval_strategy='no'",
+    cfg = load_config(REPO / "configs" / "tiny.yaml", overrides=[f"training.max_steps={steps}", "training.eval_strategy='no'",
                                                       "training.early_stopping=false",
                                                       "training.load_best_model_at_end=false"])
     loop = PlainLoop(copy.deepcopy(model), model.config.sgpipe_label_token_ids, steps)
@@ -109,7 +111,7 @@ def lockstep(model, tokenizer, rows, steps: int, profile: bool) -> tuple[list[fl
             self.resumed = time.perf_counter()
 
     with tempfile.TemporaryDirectory() as out:
-        args = training_arguments(cfg, Path(out), "cpu", lambda message: None)
+        args = training_arguments(cfg, Path(out), "cpu", lambda message: None, len(rows))
         args.save_strategy, args.disable_tqdm = "no", True
         trainer = VerdictTrainer(model, args, label_smoothing=cfg.training.label_smoothing_factor,
                                  train_dataset=Dataset.from_list(rows), processing_class=tokenizer,

@@ -134,8 +134,7 @@ def test_metrics_by_hand():
 
 
 def test_batched_training_rows_equal_the_one_at_a_time_rows():
-    _, tokenizer, _ = backends.load_model(backends.TINY, "hf", max_length=MAX_LEN, finetuning_type="full",
-                                          tiny={"vocab_size": 512}, tokenizer_texts=[r[0] for r in TRAIN], seed=0)
+    _, tokenizer, _ = load_tiny([r[0] for r in TRAIN], MAX_LEN)
     rows = TRAIN + VAL + [("x <|endoftext|> <pad>", "bash", "benign")]  # the huge script is cut; special tokens plain
     texts, langs, labels = zip(*rows)
     assert prompt.build_training_rows(texts, langs, labels, tokenizer, MAX_LEN) == \

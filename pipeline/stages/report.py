@@ -391,12 +391,8 @@ def _data_story(a: Inputs) -> list[Block]:
                    for s in ("train", "val", "test")]),
             Table(["item", "value"],
                   [["groups", _v(split.get("groups"))],
-                   ["cross-split exact duplicates", _v(split.get("cross_split_exact_duplicates"))],
-                   ["cross-split near duplicates (leakage)", _v(split.get("cross_split_near_duplicates"))]])]
-    if split.get("cross_split_near_duplicates") or split.get("cross_split_exact_duplicates"):
-        out.append(Para("Warning: scripts in val/test have near-copies in train, so test figures overstate how the "
-                        "model does on new scripts. Lower data.dedup.threshold or group related scripts "
-                        "(data.split.group_key)."))
+                   ["cross-split exact duplicates", _v(split.get("cross_split_exact_duplicates"))]])]
+    out += _leakage(augment)
 
     variants, rates = augment.get("variants_per_label") or {}, augment.get("variant_rate_per_label") or {}
     out += [Heading("Augment (train only)", 3),
@@ -411,6 +407,8 @@ def _data_story(a: Inputs) -> list[Block]:
         out.append(Table(["transform", "benign", "malicious"],
                          [[t, _v(n.get("benign", 0)), _v(n.get("malicious", 0))] for t, n in by_transform.items()]))
 
+    out += _transform_rates(augment)
+
     before, after = balance.get("before") or {}, balance.get("after") or {}
     labels = sorted(set(before.get("per_label") or {}) | set(after.get("per_label") or {}))
     out += [Heading("Balance (train only)", 3),
@@ -424,6 +422,51 @@ def _data_story(a: Inputs) -> list[Block]:
             Table(["stage", "seconds", "fingerprint", "started"],
                   [[s, _v(_get(a.manifests, s, "seconds")), (_get(a.manifests, s, "fingerprint") or "")[:12],
                     _v(_get(a.manifests, s, "started_at"))] for s in UPSTREAM])]
+    return out
+
+
+def _leakage(augment: dict) -> list[Block]:
+    """The leakage check (run after augment: augmented train against val and test)."""
+    leak = augment.get("leakage")
+    if not leak:
+        return []
+    rows = [[f"{name} (Jaccard >= {_v(leak.get(key))})", _v(_get(leak, name, "pairs")),
+             _v(_get(leak, name, "held_out_scripts")), _v(_get(leak, name, "from_variants")),
+             _v(_get(leak, name, "per_split"))] for name, key in (("leaks", "threshold"), ("warnings", "warning"))]
+    out: list[Block] = [Heading("Leakage: augmented train against val/test", 4),
+                        Table(["level", "pairs", "val/test scripts", "pairs from variants", "per split"], rows),
+                        Para(f"{_v(augment.get('variants_dropped_for_leakage'))} variants were dropped as near-copies "
+                             "of a val/test script; the pairs that remain are in augment/leakage.jsonl.")]
+    if _get(leak, "leaks", "pairs"):
+        out.append(Para("Warning: scripts in val/test have near-copies in train, so test figures overstate how the "
+                        "model does on new scripts. Keep data.dedup enabled, lower data.dedup.threshold or group "
+                        "related scripts (data.split.group_key)."))
+    return out
+
+
+def _transform_rates(augment: dict) -> list[Block]:
+    """Variants per original, per language, transform and label: equal rates mean no transform is a label cue."""
+    rates = augment.get("transform_rates") or {}
+    rows = []
+    for lang, cells in rates.items():
+        labels = sorted(cells.get("originals", {}))
+        for name, per_label in cells.items():
+            if name != "originals" and len(labels) > 1:
+                rows.append([lang, name] + [_v(per_label.get(lab)) for lab in LABELS]
+                            + [_v(round(max(per_label.values()) - min(per_label.values()), 4))])
+    return [Table(["language", "transform", *[f"{lab} rate" for lab in LABELS], "gap"], rows)] if rows else []
+
+
+def _data_alarms(a: Inputs) -> list[Block]:
+    """Alarms raised by the data stages, shown at the top of the report beside the model's."""
+    augment = a.metrics["counts"].get("augment", {})
+    out: list[Block] = [Alarm(f"augment: {g['lang']} {g['transform']} is applied at different rates per label "
+                              f"({g['rates']}): the model can read the transform as a label cue")
+                        for g in augment.get("transform_rate_gaps") or []]
+    leaks = _get(augment, "leakage", "leaks", "held_out_scripts")
+    if leaks:
+        out.append(Alarm(f"leakage: {leaks} val/test scripts have a near-copy in the augmented train set "
+                         "(see Data / Leakage)"))
     return out
 
 
@@ -477,6 +520,7 @@ def document(a: Inputs) -> list[Block]:
     blocks: list[Block] = [Heading(f"sgpipe report: {a.run_name}", 1)]
     if m["alarm"]:
         blocks.append(Alarm(m["alarm"]))
+    blocks += _data_alarms(a)
     blocks += _headline(a) + _threshold(a) + _confusion(a)
     blocks += _groups("Per language", m["per_lang"], m["baseline"]["per_lang"] if m["baseline"] else None)
     blocks += _groups("Per source", m["per_source"], m["baseline"]["per_source"] if m["baseline"] else None)

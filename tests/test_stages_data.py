@@ -290,3 +290,28 @@ def test_tiny_augment_manifest_records_rates_and_vocabulary(tmp_path, tiny_overr
             for name, per_label in cells.items():
                 if name != "originals":  # per combination equal up to one variant: small gaps only
                     assert abs(per_label["benign"] - per_label["malicious"]) <= 0.1 + 2 / min(cells["originals"].values())
+
+
+def test_undersampling_drops_repeats_and_variants_before_real_scripts():
+    from pipeline.stages.balance import row_kinds
+
+    def rec(i, label, parent=None):
+        return Record(id=text_id(f"{label}{i}{parent}"), text="x", label=label, lang="bash", source="s",
+                      parent_id=parent)
+
+    benign = [rec(i, "benign") for i in range(50)] + [rec(i, "benign", "p") for i in range(50)]
+    malicious = [rec(i, "malicious") for i in range(50)] + [rec(i, "malicious", "p") for i in range(20)]
+    records = benign + malicious + benign[:5]  # five benign rows repeated
+    labels = [r.label for r in records]
+    rows = resample(labels, "undersample", 1.0, 1.0, seed=0, kinds=row_kinds(records))
+    kept = [records[i] for i in rows]
+    kept_benign = [r for r in kept if r.label == "benign"]
+    assert len(kept_benign) == 70 and len([r for r in kept if r.label == "malicious"]) == 70
+    assert {r.id for r in benign[:50]} <= {r.id for r in kept_benign}  # every real benign script survives
+    assert sum(1 for r in kept_benign if r.parent_id) == 20  # variants remain, at the minority's share (20/70)
+    assert len({r.id for r in kept_benign}) == len(kept_benign)  # and no repeat is left
+    # the majority's transformed share is brought to the minority's: here its variants stay, originals go
+    few = benign[:50] + benign[50:60] + malicious[:20] + malicious[50:60]  # shares: benign 1/6, malicious 1/3
+    kept = [few[i] for i in resample([r.label for r in few], "undersample", 1.0, 1.0, seed=0, kinds=row_kinds(few))]
+    assert Counter((r.label, bool(r.parent_id)) for r in kept) == {("benign", False): 20, ("benign", True): 10,
+                                                                    ("malicious", False): 20, ("malicious", True): 10}

@@ -296,6 +296,23 @@ class EvaluationConfig(Section):
     fixed_threshold: float = _f(0.5, "Threshold for the fixed policy.", ge=0.0, le=1.0)
     bootstrap_samples: int = _f(1000, "Bootstrap resamples for 95% intervals (0: none).", ge=0, le=100_000)
     baseline: bool = _f(True, "Train and score a TF-IDF + logistic regression baseline beside the model.")
+    ensemble: Literal["none", "tfidf"] = _f(
+        "none", "tfidf: also stack the model's and the baseline's scores (logistic regression on their log-odds, fit on "
+        "the VALIDATION split; its threshold from out-of-fold val scores) and report it beside both. Needs "
+        "evaluation.baseline=true.")
+    per_language_thresholds: bool = _f(True, "Also choose a threshold per language on val (same policy) and report "
+                                       "test figures at them beside the global threshold.")
+    per_language_min_count: int = _f(40, "Val scripts a language needs (and >= 10% of each label) for a threshold of "
+                                     "its own; fewer fall back to the global one.",
+                                     "A val split of ~180 swings the global threshold widely already.", ge=10,
+                                     le=1_000_000)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.ensemble != "none" and not self.baseline:
+            raise ValueError("evaluation.ensemble=tfidf stacks the baseline's scores: set evaluation.baseline=true "
+                             "or evaluation.ensemble=none")
+        return self
 
 
 class ReportConfig(Section):

@@ -245,9 +245,11 @@ def test_augment_equalises_every_transform_rate_across_labels():
     assert before["any"]["benign"] == before["any"]["malicious"] == 0.9  # equal variant rates hid the cue
     assert {g["transform"] for g in rate_gaps(transform_rates(originals, made))} == {"rename_identifiers",
                                                                                     "whitespace"}
-    rates = transform_rates(originals, equalise(originals, made, seed=0))["javascript"]
-    for name in ("any", "rename_identifiers", "whitespace"):
-        assert rates[name]["benign"] == rates[name]["malicious"] > 0
+    kept = equalise(originals, made, seed=0)
+    rates = transform_rates(originals, kept)["javascript"]
+    for name in ("any", "rename_identifiers", "whitespace"):  # equal up to one variant in 40 originals
+        assert abs(rates[name]["benign"] - rates[name]["malicious"]) <= 1 / 40 and rates[name]["malicious"] > 0.1
+    assert len(kept) >= 24  # only the surplus goes: 6 + 6 matched pairs of each transform at the least
     assert rate_gaps(transform_rates(originals, equalise(originals, made, seed=0))) == []
 
 

@@ -3,10 +3,9 @@
 Every script, malicious or benign, gets the same number of attempts with the same transform probabilities. Equal
 attempts are not enough: a transform applies less often to short one-liners, which are more often malicious, so on
 the shared dev set JavaScript renaming reached 0.36 of benign but 0.15 of malicious originals. `equalise` therefore
-keeps, within each language and for each combination of transforms a variant carries, the same number of variants
-per original for both labels (the lower rate): every (language, transform) rate and the variant rate itself are then
-equal across labels up to one variant per combination, so neither "was transformed" nor "was renamed" says anything
-about the label. New identifier names are drawn from the train split's own identifiers, only words both labels use
+drops variants, within each language, until every transform's rate (variants carrying it per original) and the
+variant rate itself differ between the labels by at most 0.02, so neither "was transformed" nor "was renamed" says
+anything about the label. New identifier names are drawn from the train split's own identifiers, only words both labels use
 (see `NameVocabulary`), so the renamed text carries no vocabulary of its own. The manifest records the per-transform
 rates per label and language and raises an alarm where two labels differ by more than `RATE_ALARM`.
 
@@ -28,6 +27,8 @@ import random
 import warnings
 from collections import Counter, defaultdict
 from typing import Iterable, Iterator
+
+import numpy as np
 
 from ..records import Record, read_records, text_id
 from ..runner import StageContext
@@ -78,28 +79,43 @@ def variants(records: Iterable[Record], split: str, transforms: list[str], n: in
                          parent_id=r.id, transforms=list(applied))
 
 
-def equalise(originals: list[Record], made: list[Record], seed: int) -> list[Record]:
-    """Subsample variants so that, per language and per transform combination, variants/originals is the same for
-    both labels (the lower rate, in integer arithmetic: never more variants than that rate allows)."""
+def equalise(originals: list[Record], made: list[Record], seed: int, tolerance: float = 0.02) -> list[Record]:
+    """Drop variants until, in each language, every transform's rate (variants carrying it per original) and the
+    variant rate itself differ between the labels by at most `tolerance` (a small language may lose most of its
+    variants: rates move by 1/originals a variant). Greedy: the largest gap first, removing the variant of the label that is
+    ahead whose removal shrinks the squared gaps of all its transforms most, so few variants are lost."""
+    by_lang: dict[str, list[Record]] = defaultdict(list)
+    for v in sorted(made, key=lambda r: r.id):
+        by_lang[v.lang].append(v)
     n_orig = Counter((r.lang, r.label) for r in originals)
-    labels_of: dict[str, list[str]] = defaultdict(list)
-    for lang, label in sorted(n_orig):
-        labels_of[lang].append(label)
-    by_cell: dict[tuple, list[Record]] = defaultdict(list)
-    for v in made:
-        by_cell[(v.lang, tuple(v.transforms), v.label)].append(v)
     keep: set[str] = set()
-    for lang, combo in sorted({(lang, combo) for lang, combo, _ in by_cell}):
-        labels = labels_of[lang]
-        count = {lab: len(by_cell[(lang, combo, lab)]) for lab in labels}
-        for lab in labels:
-            cell = sorted(by_cell[(lang, combo, lab)], key=lambda r: r.id)
-            if len(labels) > 1:  # a language with one label only cannot teach a label shortcut: keep all
-                quota = min(count[other] * n_orig[(lang, lab)] // n_orig[(lang, other)] for other in labels)
-                random.Random(f"{seed}:{lang}:{'+'.join(combo)}:{lab}").shuffle(cell)
-                cell = cell[:quota]
-            keep.update(v.id for v in cell)
+    for lang, cell in sorted(by_lang.items()):
+        labels = sorted(lab for lg, lab in n_orig if lg == lang)
+        if len(labels) == 2:  # a language with one label only cannot teach a label shortcut: keep all
+            random.Random(f"{seed}:{lang}").shuffle(cell)  # ties between equal candidates go by a seeded draw
+            cell = _equalise_language(cell, labels, [n_orig[(lang, lab)] for lab in labels], tolerance)
+        keep.update(v.id for v in cell)
     return [v for v in made if v.id in keep]
+
+
+def _equalise_language(cell: list[Record], labels: list[str], n: list[int], tolerance: float) -> list[Record]:
+    names = sorted({t for v in cell for t in v.transforms})
+    feats = np.array([[1.0] + [float(t in v.transforms) for t in names] for v in cell]).reshape(len(cell), -1)
+    side = np.array([labels.index(v.label) for v in cell])
+    alive = np.ones(len(cell), dtype=bool)
+    per = np.array([1.0 / n[0], 1.0 / n[1]])
+    while alive.any():
+        rates = [feats[alive & (side == k)].sum(0) * per[k] for k in (0, 1)]
+        gap = rates[0] - rates[1]  # > 0: label 0 ahead
+        worst = int(np.argmax(np.abs(gap)))
+        if abs(gap[worst]) <= tolerance + 1e-9:
+            break
+        ahead = 0 if gap[worst] > 0 else 1
+        lead = gap if ahead == 0 else -gap
+        cand = np.flatnonzero(alive & (side == ahead) & (feats[:, worst] > 0))
+        score = feats[cand] @ (2 * lead - per[ahead])  # the drop in the sum of squared gaps, times n
+        alive[cand[int(np.argmax(score))]] = False
+    return [v for v, a in zip(cell, alive) if a]
 
 
 def transform_rates(originals: list[Record], made: list[Record]) -> dict:

@@ -5,7 +5,13 @@ Scores are P(malicious) from the two-label head: one forward pass per batch, no 
 `evaluation.threshold_policy`, is stored in threshold.json (predict and export use it), and metrics are given at it
 and at 0.5. The baseline is trained on the same training rows as the model and thresholded by the same policy.
 
-Outputs: predictions.jsonl, val_predictions.jsonl, baseline_predictions.jsonl, threshold.json, metrics.json.
+With `evaluation.ensemble: tfidf` the model's and the baseline's scores are also stacked (pipeline/ensemble.py: fit
+on val, threshold on out-of-fold val scores); the fitted baseline (baseline.npz, no pickle) and the stacker
+(ensemble.json) are saved for predict. With `evaluation.per_language_thresholds` a threshold per language is chosen
+on val too (languages with too few val scripts keep the global one) and test figures at them are reported.
+
+Outputs: predictions.jsonl, val_predictions.jsonl, baseline_predictions.jsonl, threshold.json, metrics.json; with the
+ensemble also ensemble_predictions.jsonl, ensemble.json, baseline.npz.
 """
 from __future__ import annotations
 
@@ -78,6 +84,11 @@ def run(ctx: StageContext) -> dict:
         result["baseline"] = {**evaluate_scores(y_test, b_test, b_chosen["threshold"], test, cfg.bootstrap_samples,
                                                 seed), "threshold": b_chosen, "name": "tfidf-char-ngrams+logreg"}
         write_predictions(ctx.out / "baseline_predictions.jsonl", test, b_test, b_chosen["threshold"])
+        if cfg.ensemble == "tfidf":
+            base.save(ctx.out / "baseline.npz")
+            result["ensemble"] = _ensemble(ctx, (y_val, s_val, b_val), (y_test, s_test, b_test), test)
+    if cfg.per_language_thresholds:
+        result["per_language_thresholds"] = _per_language(cfg, seed, (y_val, s_val, val), (y_test, s_test, test), t)
 
     write_json(ctx.out / "threshold.json", chosen)
     write_json(ctx.out / "metrics.json", result)
@@ -87,10 +98,41 @@ def run(ctx: StageContext) -> dict:
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     ctx.log(f"[evaluate] test n={m['n']} at threshold {t:.3f}: sensitivity {fmt(m['sensitivity'])}, specificity "
             f"{fmt(m['specificity'])}, ROC AUC {fmt(m['roc_auc'])}, eval loss {fmt(m['eval_loss'])}"
-            + (f"; baseline ROC AUC {fmt(result['baseline']['roc_auc'])}" if cfg.baseline else ""))
+            + (f"; baseline ROC AUC {fmt(result['baseline']['roc_auc'])}" if cfg.baseline else "")
+            + (f"; ensemble ROC AUC {fmt(result['ensemble']['roc_auc'])}" if "ensemble" in result else ""))
     keys = ("n", "sensitivity", "specificity", "roc_auc", "pr_auc", "eval_loss", "f1", "mcc")
     return {"threshold": t, **{k: m[k] for k in keys},
-            **({"baseline_roc_auc": result["baseline"]["roc_auc"]} if cfg.baseline else {})}
+            **({"baseline_roc_auc": result["baseline"]["roc_auc"]} if cfg.baseline else {}),
+            **({"ensemble_roc_auc": result["ensemble"]["roc_auc"]} if "ensemble" in result else {})}
+
+
+def _ensemble(ctx: StageContext, val: tuple, test: tuple, test_records: list[Record]) -> dict:
+    """Stack model and baseline on val (pipeline/ensemble.py), threshold on out-of-fold val scores, score test once."""
+    from ..ensemble import StackedEnsemble
+
+    cfg, seed = ctx.config.evaluation, ctx.config.run.seed
+    (y_val, s_val, b_val), (y_test, s_test, b_test) = val, test
+    stack = StackedEnsemble()
+    e_val = stack.fit(y_val, s_val, b_val, seed=seed)
+    chosen = M.choose_threshold(y_val, e_val, cfg.threshold_policy, target=cfg.target, fixed=cfg.fixed_threshold,
+                                seed=seed)
+    e_test = stack.predict(s_test, b_test)
+    stack.save(ctx.out / "ensemble.json")
+    write_predictions(ctx.out / "ensemble_predictions.jsonl", test_records, e_test, chosen["threshold"])
+    return {**evaluate_scores(y_test, e_test, chosen["threshold"], test_records, cfg.bootstrap_samples, seed),
+            "threshold": chosen, "name": "stacked model+tfidf (logreg on log-odds, fit on val)",
+            "weights": stack.to_json()}
+
+
+def _per_language(cfg, seed: int, val: tuple, test: tuple, global_threshold: float) -> dict:
+    """Per-language thresholds fit on val (fallback: the global one) and the test figures at them."""
+    (y_val, s_val, val_records), (y_test, s_test, test_records) = val, test
+    thresholds = M.per_group_thresholds(y_val, s_val, [r.lang for r in val_records], global_threshold,
+                                        cfg.per_language_min_count, cfg.threshold_policy, target=cfg.target,
+                                        fixed=cfg.fixed_threshold, seed=seed)
+    at = M.metrics_at_group_thresholds(y_test, s_test, [r.lang for r in test_records], thresholds, global_threshold)
+    return {"thresholds": thresholds, "global_threshold": global_threshold, "min_count": cfg.per_language_min_count,
+            "test": at}
 
 
 def evaluate_external(config, run_dir: Path, paths: list[str], out_dir: Path, log=print) -> dict:

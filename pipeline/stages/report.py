@@ -350,6 +350,47 @@ def _groups(title: str, groups: dict, base_groups: dict | None) -> list[Block]:
     return [Heading(title), Table(header, rows)]
 
 
+def _side_by_side(a: Inputs) -> list[Block]:
+    """ROC AUC of model, baseline and ensemble, overall and per language (evaluation.ensemble: tfidf)."""
+    m, base, ens = a.metrics, a.metrics["baseline"], a.metrics.get("ensemble")
+    if not ens:
+        return []
+    rows = [["all", _v(m["n"]), _m(m["roc_auc"]), _m(base["roc_auc"] if base else None), _m(ens["roc_auc"])]]
+    for lang, g in m["per_lang"].items():
+        rows.append([lang, _v(g.get("n")), _m(g.get("roc_auc")), _m(_get(base or {}, "per_lang", lang, "roc_auc")),
+                     _m(_get(ens, "per_lang", lang, "roc_auc"))])
+    w = ens.get("weights") or {}
+    return [Heading("Model, baseline and ensemble (test ROC AUC)"),
+            Para(f"{ens.get('name')}: P = sigmoid({_m(w.get('model_weight'))} x logit(model) + "
+                 f"{_m(w.get('baseline_weight'))} x logit(baseline) + {_m(w.get('intercept'))}); ensemble threshold "
+                 f"{_m(ens['threshold'])} from out-of-fold val scores, sensitivity {_m(ens['sensitivity'])}, "
+                 f"specificity {_m(ens['specificity'])} on test."),
+            Table(["language", "n", "model", "baseline", "ensemble"], rows)]
+
+
+def _language_thresholds(a: Inputs) -> list[Block]:
+    """Per-language thresholds fit on val beside the global one, with test figures at each."""
+    plt = a.metrics.get("per_language_thresholds")
+    if not plt:
+        return []
+    m, at = a.metrics, plt.get("test") or {}
+    rows = []
+    for lang, t in plt["thresholds"].items():
+        st = t.get("stability") or {}
+        rows.append([lang, _v(t["n_val"]), _m(t["threshold"]), t["source"],
+                     f"{_m(st.get('p5'))}-{_m(st.get('p95'))}" if st else "",
+                     _m(_get(m, "per_lang", lang, "sensitivity")), _m(_get(m, "per_lang", lang, "specificity")),
+                     _m(_get(at, "per_lang", lang, "sensitivity")), _m(_get(at, "per_lang", lang, "specificity"))])
+    rows.append(["all", _v(m["val_n"]), _m(plt["global_threshold"]), "global", "", _m(m["sensitivity"]),
+                 _m(m["specificity"]), _m(at.get("sensitivity")), _m(at.get("specificity"))])
+    return [Heading("Per-language thresholds"),
+            Para(f"Chosen on val by the same policy where a language has at least {_v(plt['min_count'])} val scripts "
+                 "(and 10% of each label); elsewhere the global threshold. Test figures at the global threshold, then "
+                 "at the per-language ones. predict uses the global threshold."),
+            Table(["language", "val n", "threshold", "from", "val bootstrap p5-p95", "sensitivity (global)",
+                   "specificity (global)", "sensitivity (per language)", "specificity (per language)"], rows)]
+
+
 def _plot(a: Inputs, file: str) -> Block:
     reason = a.plots.get(file)
     return Image(file, PLOTS[file]) if reason is None else Para(f"{file} was not drawn: {reason}.")
@@ -524,6 +565,7 @@ def document(a: Inputs) -> list[Block]:
     blocks += _headline(a) + _threshold(a) + _confusion(a)
     blocks += _groups("Per language", m["per_lang"], m["baseline"]["per_lang"] if m["baseline"] else None)
     blocks += _groups("Per source", m["per_source"], m["baseline"]["per_source"] if m["baseline"] else None)
+    blocks += _side_by_side(a) + _language_thresholds(a)
     blocks += [Heading("Plots")] + [_plot(a, f) for f in PLOTS if f != "training.png"]
     blocks += _data_story(a) + _training(a) + _conflicts(a)
     blocks += [Heading("Worst examples")]
@@ -593,6 +635,10 @@ def run(ctx: StageContext) -> dict:
     base = evaluated.get("baseline")
     metrics = {**summarise(evaluated["model"], chosen),
                "baseline": {**summarise(base, base["threshold"]), "name": base.get("name")} if base else None,
+               "ensemble": ({**summarise(evaluated["ensemble"], evaluated["ensemble"]["threshold"]),
+                             "name": evaluated["ensemble"].get("name"), "weights": evaluated["ensemble"].get("weights")}
+                            if evaluated.get("ensemble") else None),
+               "per_language_thresholds": evaluated.get("per_language_thresholds"),
                "counts": {s: manifests[s].get("counts", {}) for s in UPSTREAM},
                "val_n": evaluated.get("val_n")}
     write_json(ctx.out / "metrics.json", metrics)

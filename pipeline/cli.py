@@ -135,6 +135,7 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
              threshold: Optional[float] = typer.Option(None, "--threshold", help="Override the stored threshold."),
              config: Optional[Path] = ConfigOpt, set_: List[str] = SetOpt):
     """Score unknown scripts: P(malicious) and the verdict at the stored threshold. Nothing is executed."""
+    from .ensemble import with_ensemble
     from .model.classifier import open_classifier
     from .predict import predict, render
     from .stages.ingest import limits_from_config
@@ -142,6 +143,7 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
     try:
         cfg = _resolve(config, [], set_, [])
         classifier = open_classifier(model, allow_pickle=cfg.model.allow_pickle_weights)
+        classifier = with_ensemble(classifier, model)  # a run evaluated with evaluation.ensemble=tfidf
     except ConfigError as e:
         _fail(str(e), 2)
     except FileNotFoundError as e:

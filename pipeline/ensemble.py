@@ -61,9 +61,10 @@ class StackedEnsemble:
         return {"format": FORMAT, "model_weight": self.coef[0], "baseline_weight": self.coef[1],
                 "intercept": self.intercept, "features": "log-odds of P(malicious)"}
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path, threshold: float | None = None) -> None:
+        """Write the weights (and the threshold chosen for the ensemble on val, which predict uses)."""
         with atomic_write(path, "w") as f:
-            json.dump(self.to_json(), f, indent=2)
+            json.dump({**self.to_json(), "threshold": threshold}, f, indent=2)
 
     @classmethod
     def load(cls, path: str | Path) -> "StackedEnsemble":
@@ -71,3 +72,28 @@ class StackedEnsemble:
         if d.get("format") != FORMAT:
             raise ValueError(f"{path}: format {d.get('format')!r} is not {FORMAT!r}; rerun `sgpipe evaluate --force`")
         return cls((d["model_weight"], d["baseline_weight"]), d["intercept"])
+
+
+class EnsembleScorer:
+    """A classifier stacked with the run's baseline, scoring like a Classifier (`score_records`, `threshold`), so
+    predict serves the ensemble a run was evaluated with."""
+
+    def __init__(self, classifier, baseline, stack: StackedEnsemble, threshold: float | None):
+        self.classifier, self.baseline, self.stack, self.threshold = classifier, baseline, stack, threshold
+
+    def score_records(self, records, batch_size: int = 16) -> np.ndarray:
+        model = self.classifier.score_records(records, batch_size)
+        return self.stack.predict(model, self.baseline.predict_proba([r.text for r in records]))
+
+
+def with_ensemble(classifier, run_dir: str | Path):
+    """`classifier` stacked with the baseline when `run_dir` is a run evaluated with evaluation.ensemble=tfidf
+    (evaluate/ensemble.json and evaluate/baseline.npz present); else `classifier` itself."""
+    from .baseline import TfidfBaseline
+
+    folder = Path(run_dir) / "evaluate"
+    if not ((folder / "ensemble.json").exists() and (folder / "baseline.npz").exists()):
+        return classifier
+    threshold = json.loads((folder / "ensemble.json").read_text(encoding="utf-8")).get("threshold")
+    return EnsembleScorer(classifier, TfidfBaseline.load(folder / "baseline.npz"),
+                          StackedEnsemble.load(folder / "ensemble.json"), threshold)

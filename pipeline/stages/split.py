@@ -131,13 +131,9 @@ def run(ctx: StageContext) -> dict:
             raise StageError(f"the {name} split has no {'/'.join(sorted(missing))} script ({len(keys)} records in "
                              "all): add data, or lower data.split.val_size/test_size, or use data.split.group_key=none")
     files = {name: open(ctx.out / f"{name}.jsonl", "w", encoding="utf-8") for name in SPLITS}
-    try:  # each line copied as it is (no second parse and re-serialisation), in dedup's order
-        with open(source, encoding="utf-8") as f:
-            k = 0
-            for line in f:
-                if line.strip():
-                    files[SPLITS[split[k]]].write(line if line.endswith("\n") else line + "\n")
-                    k += 1
+    try:
+        for k, r in enumerate(read_records(source)):  # dedup's order, which is deterministic
+            files[SPLITS[split[k]]].write(r.to_json() + "\n")
     finally:
         for f in files.values():
             f.close()

@@ -99,6 +99,27 @@ def _stage_command(name: str, doc: str):
     return command
 
 
+def train_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_: List[str] = SetOpt,
+           input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt,
+           resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
+           dry_run: bool = typer.Option(False, "--dry-run", help="Bring the data stages up to date, then print (and "
+                                        "write to <run>/train_plan.json) what training would do: rows, steps, "
+                                        "warmup, evaluations, tokens, warnings. Loads no model weights.")):
+    """Rerun the train stage; brings stale upstream stages up to date first. --dry-run: the plan only."""
+    if not dry_run:
+        return _execute("train", "train", config, preset, set_, input_, run_dir, False, {"resume": resume})
+    from .plan import training_plan
+    from .records import read_records, write_json
+
+    _execute("balance", None, config, preset, set_, input_, run_dir, False)
+    cfg = _resolve(config, preset, set_, input_)
+    rd = _run_dir(cfg, run_dir)
+    plan = training_plan(cfg, list(read_records(rd / "balance" / "train.jsonl")),
+                         list(read_records(rd / "split" / "val.jsonl")))
+    write_json(rd / "train_plan.json", plan)
+    typer.echo(_display(json.dumps(plan, indent=2)))  # not rich: it would wrap long lines inside the JSON
+
+
 def evaluate_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_: List[str] = SetOpt,
               input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt,
               data: List[str] = typer.Option([], "--data", help="Score this labelled input (any format ingest "
@@ -123,7 +144,8 @@ def evaluate_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt,
 
 
 for _stage in STAGES:  # registered in pipeline order, so --help lists them as they run
-    app.command(_stage.name)(evaluate_ if _stage.name == "evaluate" else _stage_command(_stage.name, _stage.doc))
+    special = {"evaluate": evaluate_, "train": train_}
+    app.command(_stage.name)(special.get(_stage.name) or _stage_command(_stage.name, _stage.doc))
 
 
 @app.command("predict")
@@ -133,6 +155,8 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
              fail_on_malicious: bool = typer.Option(False, "--fail-on-malicious",
                                                     help="Exit 1 when any input is judged malicious (CI gates)."),
              threshold: Optional[float] = typer.Option(None, "--threshold", help="Override the stored threshold."),
+             explain: int = typer.Option(0, "--explain", min=0, help="Add each script's K lines that move the score "
+                                         "most (occlusion, as `sgpipe explain`)."),
              config: Optional[Path] = ConfigOpt, set_: List[str] = SetOpt):
     """Score unknown scripts: P(malicious) and the verdict at the stored threshold. Nothing is executed."""
     from .ensemble import with_ensemble
@@ -142,7 +166,7 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
 
     try:
         cfg = _resolve(config, [], set_, [])
-        classifier = open_classifier(model, allow_pickle=cfg.model.allow_pickle_weights)
+        classifier = open_classifier(model, device=cfg.model.device, allow_pickle=cfg.model.allow_pickle_weights)
         classifier = with_ensemble(classifier, model)  # a run evaluated with evaluation.ensemble=tfidf
     except ConfigError as e:
         _fail(str(e), 2)
@@ -157,14 +181,15 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
         with Progress(SpinnerColumn(), TextColumn("{task.completed} scripts scored"), TimeElapsedColumn(),
                       console=err, disable=not err.is_terminal, transient=True) as bar:
             task = bar.add_task("predict")
-            for p in predict(paths, classifier, limits_from_config(cfg.data.ingest), threshold=threshold):
+            for p in predict(paths, classifier, limits_from_config(cfg.data.ingest), threshold=threshold,
+                                 explain_top=explain):
                 if p.verdict == "malicious":
                     flagged.append(p.location)
                 bar.advance(task)
                 yield p
 
     try:
-        render(tracked(), fmt)
+        render(tracked(), fmt, explained=explain > 0)
     except ValueError as e:
         _fail(str(e), 2)
     if fail_on_malicious and flagged:
@@ -172,13 +197,59 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
         raise typer.Exit(1)
 
 
+@app.command("explain")
+def explain_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/CSV, zips, or - for stdin."),
+             model: Path = typer.Option(Path("runs/tiny"), "--run-dir", "-r", "--model", "-m",
+                                        help="Run directory or export."),
+             fmt: str = typer.Option("terminal", "--format", help="terminal | json | jsonl | html"),
+             top: int = typer.Option(10, "--top", min=0, help="Lines shown per script, strongest first (0: all)."),
+             out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here instead of stdout (html: a "
+                                                "self-contained page)."),
+             max_units: int = typer.Option(128, "--max-units", min=1, help="At most this many occlusions per "
+                                           "script: longer scripts are explained by windows of lines."),
+             threshold: Optional[float] = typer.Option(None, "--threshold", help="Override the stored threshold."),
+             config: Optional[Path] = ConfigOpt, set_: List[str] = SetOpt):
+    """Which lines make a script malicious: each line's contribution to P(malicious), by occlusion through the same
+    prompt, truncation and scoring as predict. Nothing is executed."""
+    from .explain import ClassifierScorer, explain_paths
+    from .explain_render import FORMATS, render
+    from .model.classifier import open_classifier
+    from .stages.ingest import limits_from_config
+
+    if fmt not in FORMATS:
+        _fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}", 2)
+    try:
+        cfg = _resolve(config, [], set_, [])
+        classifier = open_classifier(model, device=cfg.model.device, allow_pickle=cfg.model.allow_pickle_weights)
+    except ConfigError as e:
+        _fail(str(e), 2)
+    except FileNotFoundError as e:
+        _fail(str(e), 1)
+    t = threshold if threshold is not None else (classifier.threshold if classifier.threshold is not None else 0.5)
+    explanations = explain_paths(paths, ClassifierScorer(classifier), limits_from_config(cfg.data.ingest), t,
+                                 max_units)
+    if out is None:
+        render(explanations, fmt, top)
+        return
+    from .records import atomic_write
+
+    with atomic_write(out) as f:  # a failure midway leaves no half page behind
+        render(explanations, fmt, top, f)
+    err.print(_display(f"wrote {out}"), markup=False)
+
+
 @app.command("export")
 def export_(out: Path = typer.Argument(..., help="Output folder for the exported model."),
             model: Path = typer.Option(Path("runs/tiny"), "--model", "-m", help="Run directory."),
             merged: bool = typer.Option(True, "--merged/--adapter", help="Merge LoRA into a standard "
-                                        "Starcoder2ForSequenceClassification (default), or copy the adapter.")):
+                                        "Starcoder2ForSequenceClassification (default), or copy the adapter."),
+            dtype: str = typer.Option("float32", "--dtype", help="Dtype of the merged weights: float32 (default, "
+                                      "scores as evaluated), bfloat16 or float16 (half the size). LoRA is merged "
+                                      "into an unquantized base loaded in this dtype.")):
     """Export the trained classifier: loadable with AutoModelForSequenceClassification, threshold included."""
     import shutil
+
+    import torch
 
     from .model.classifier import THRESHOLD_FILE, Classifier
     from .model.head import export_sequence_classifier
@@ -187,8 +258,11 @@ def export_(out: Path = typer.Argument(..., help="Output folder for the exported
     if not source.is_dir():
         _fail(f"{source} is missing: train first (`sgpipe all --until train`)", 1)
     threshold = model / "evaluate" / THRESHOLD_FILE
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in dtypes:
+        _fail(f"--dtype {dtype!r}: choose float32, bfloat16 or float16", 2)
     if merged:
-        clf = Classifier.load(source)
+        clf = Classifier.load(source, merge_dtype=dtypes[dtype])
         export_sequence_classifier(clf.model, clf.tokenizer, out, max_length=clf.max_length,
                                    head_ratio=clf.head_ratio)
     else:

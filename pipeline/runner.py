@@ -50,7 +50,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("evaluate", ("train", "balance", "split"), ("evaluation", "run.seed"),
           "threshold on val, metrics on test, baseline"),
     Stage("report", ("evaluate", "train", "balance", "augment", "split", "dedup", "ingest"),
-          ("report", "run.name"), "markdown, HTML, JSON and plots"),
+          ("report", "run.name", "run.seed"), "markdown, HTML, JSON and plots"),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 BY_NAME = {s.name: s for s in STAGES}

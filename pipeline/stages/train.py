@@ -97,10 +97,11 @@ def run(ctx: StageContext) -> dict:
     backends.import_backend(ctx.config.model)  # first: unsloth must patch transformers/trl/datasets/peft before use
     import torch
     from datasets import Dataset
-    from transformers import EarlyStoppingCallback, set_seed
+    from transformers import set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
     from ..model.classifier import Classifier
+    from ..model.early_stopping import MinimumEarlyStoppingCallback
     from ..model.prompt import build_training_rows
     from ..model.trainer import VerdictTrainer, compute_verdict_metrics
     from ..tracking import environment, run_metadata_callback, setup_tracking
@@ -142,7 +143,9 @@ def run(ctx: StageContext) -> dict:
                     "train_rows": len(train_records), "val_rows": len(val_records),
                     "train_malicious": sum(r.y for r in train_records), "val_malicious": sum(r.y for r in val_records)}})]
     if t.early_stopping:
-        callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold))
+        callbacks.append(MinimumEarlyStoppingCallback(
+            t.early_stopping_patience, t.early_stopping_threshold, min_epochs=t.early_stopping_min_epochs,
+            val_scripts=len(val_records), min_val_scripts=t.early_stopping_min_val_scripts, log=ctx.log))
     trainer = VerdictTrainer(
         model, args, train_dataset=train_ds, eval_dataset=val_ds if t.eval_strategy != "no" else None,
         processing_class=tokenizer, label_smoothing=t.label_smoothing_factor,

@@ -169,6 +169,7 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
                                          "most (occlusion, as `sgpipe explain`)."),
              config: Optional[Path] = ConfigOpt, set_: List[str] = SetOpt):
     """Score unknown scripts: P(malicious) and the verdict at the stored threshold. Nothing is executed."""
+    from .ensemble import with_ensemble
     from .model.classifier import open_classifier
     from .predict import check_threshold, gate_failures, predict, render
     from .stages.ingest import limits_from_config
@@ -177,6 +178,7 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
         check_threshold(threshold)
         cfg = _resolve(config, [], set_, [])
         classifier = open_classifier(model, device=cfg.model.device, allow_pickle=cfg.model.allow_pickle_weights)
+        classifier = with_ensemble(classifier, model)  # a run evaluated with evaluation.ensemble=tfidf
     except (ConfigError, ValueError) as e:
         _fail(str(e), 2)
     except FileNotFoundError as e:

@@ -119,6 +119,11 @@ class AugmentConfig(Section):
                                + ", ".join(TRANSFORMS) + ".")
     obfuscating_wrappers: bool = _f(False, "Also use base64/hex wrappers (" + ", ".join(OBFUSCATING) + "), on both "
                                     "classes alike.")
+    leakage_threshold: float = _f(0.85, "Jaccard similarity (dedup's shingles) at or above which a train row and a "
+                                  "val/test script count as leakage: such variants are dropped, such originals are "
+                                  "reported.", "Same as data.dedup.threshold by default.", ge=0.5, le=1.0)
+    leakage_warning: float = _f(0.7, "Lower similarity reported as a warning (train rows close to a val/test "
+                                "script); at most leakage_threshold.", ge=0.3, le=1.0)
 
     @model_validator(mode="after")
     def _check(self):
@@ -128,6 +133,9 @@ class AugmentConfig(Section):
         wrappers = [t for t in self.transforms if t in OBFUSCATING]
         if wrappers and not self.obfuscating_wrappers:
             raise ValueError(f"{wrappers} are obfuscating wrappers: set data.augment.obfuscating_wrappers=true to use them")
+        if self.leakage_warning > self.leakage_threshold:
+            raise ValueError(f"data.augment.leakage_warning ({self.leakage_warning}) must be at most "
+                             f"data.augment.leakage_threshold ({self.leakage_threshold})")
         return self
 
 
@@ -314,6 +322,23 @@ class EvaluationConfig(Section):
     fixed_threshold: float = _f(0.5, "Threshold for the fixed policy.", ge=0.0, le=1.0)
     bootstrap_samples: int = _f(1000, "Bootstrap resamples for 95% intervals (0: none).", ge=0, le=100_000)
     baseline: bool = _f(True, "Train and score a TF-IDF + logistic regression baseline beside the model.")
+    ensemble: Literal["none", "tfidf"] = _f(
+        "none", "tfidf: also stack the model's and the baseline's scores (logistic regression on their log-odds, fit on "
+        "the VALIDATION split; its threshold from out-of-fold val scores) and report it beside both. Needs "
+        "evaluation.baseline=true.")
+    per_language_thresholds: bool = _f(True, "Also choose a threshold per language on val (same policy) and report "
+                                       "test figures at them beside the global threshold.")
+    per_language_min_count: int = _f(40, "Val scripts a language needs (and >= 10% of each label) for a threshold of "
+                                     "its own; fewer fall back to the global one.",
+                                     "A val split of ~180 swings the global threshold widely already.", ge=10,
+                                     le=1_000_000)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.ensemble != "none" and not self.baseline:
+            raise ValueError("evaluation.ensemble=tfidf stacks the baseline's scores: set evaluation.baseline=true "
+                             "or evaluation.ensemble=none")
+        return self
 
 
 class ReportConfig(Section):

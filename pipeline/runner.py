@@ -42,9 +42,9 @@ class Stage:
 STAGES: tuple[Stage, ...] = (
     Stage("ingest", (), ("data.ingest",), "read inputs into records; reject bad ones with reasons"),
     Stage("dedup", ("ingest",), ("data.dedup",), "drop exact and near-duplicates; resolve label conflicts"),
-    Stage("split", ("dedup",), ("data.split", "data.dedup.threshold", "data.dedup.ngram_size", "data.dedup.num_perm",
-                                "run.seed"), "train/val/test split and leakage check"),
-    Stage("augment", ("split",), ("data.augment", "run.seed"), "label-preserving variants of train scripts"),
+    Stage("split", ("dedup",), ("data.split", "run.seed"), "train/val/test split"),
+    Stage("augment", ("split",), ("data.augment", "data.dedup.ngram_size", "data.dedup.num_perm", "run.seed"),
+          "label-preserving variants of train scripts; leakage check of train against val/test"),
     Stage("balance", ("augment",), ("data.balance", "run.seed"), "hybrid over/under-sampling of train"),
     Stage("train", ("balance", "split"), ("model", "lora", "training", "run.seed"),
           "fine-tune the classifier (val for early stopping)"),

@@ -16,7 +16,7 @@ from pipeline.runner import run_pipeline
 from .conftest import TINY_CONFIG, TINY_DATA
 
 FAST = ["training.num_epochs=4", "training.eval_steps=6", "training.save_steps=6", "training.torch_threads=1",
-        "evaluation.bootstrap_samples=100"]
+        "evaluation.bootstrap_samples=100", "evaluation.ensemble=tfidf", "evaluation.per_language_min_count=10"]
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,8 @@ def test_evaluate_thresholds_on_val_and_scores_test(run):
 
 def test_predict_matches_the_pipeline_and_gates_exit_codes(run, tmp_path):
     run_dir, _ = run
-    preds = {json.loads(l)["id"]: json.loads(l) for l in (run_dir / "evaluate" / "predictions.jsonl").read_text().splitlines()}
+    served = "ensemble_predictions.jsonl" if (run_dir / "evaluate" / "ensemble.json").exists() else "predictions.jsonl"
+    preds = {json.loads(l)["id"]: json.loads(l) for l in (run_dir / "evaluate" / served).read_text().splitlines()}
     test = list(read_records(run_dir / "split" / "test.jsonl"))
     folder = tmp_path / "scan"
     folder.mkdir()
@@ -114,6 +115,29 @@ def test_report_is_built_from_the_run(run):
     assert (report / "report.html").exists() and (report / "roc.png").exists() and (report / "training.png").exists()
 
 
+def test_ensemble_and_per_language_thresholds_are_fit_on_val_and_saved_without_pickle(run):
+    from pipeline.baseline import TfidfBaseline
+    from pipeline.ensemble import StackedEnsemble
+
+    run_dir, _ = run
+    metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    test = list(read_records(run_dir / "split" / "test.jsonl"))
+    base = TfidfBaseline.load(run_dir / "evaluate" / "baseline.npz")  # the fitted baseline, reloaded from npz
+    stored = [json.loads(l)["score"] for l in (run_dir / "evaluate" / "baseline_predictions.jsonl").read_text().splitlines()]
+    assert np.allclose(base.predict_proba([r.text for r in test]), stored, atol=1e-6)
+    model = [json.loads(l)["score"] for l in (run_dir / "evaluate" / "predictions.jsonl").read_text().splitlines()]
+    ens = [json.loads(l)["score"] for l in (run_dir / "evaluate" / "ensemble_predictions.jsonl").read_text().splitlines()]
+    assert np.allclose(StackedEnsemble.load(run_dir / "evaluate" / "ensemble.json").predict(model, stored), ens,
+                       atol=1e-5)
+    assert metrics["ensemble"]["roc_auc"] is not None and set(metrics["ensemble"]["per_lang"]) == \
+        set(metrics["model"]["per_lang"])
+    plt = metrics["per_language_thresholds"]
+    assert plt["global_threshold"] == metrics["threshold"]["threshold"] and plt["test"]["n"] == len(test)
+    assert set(plt["thresholds"]) == {r.lang for r in read_records(run_dir / "split" / "val.jsonl")}
+    md = (run_dir / "report" / "report.md").read_text()
+    assert "Model, baseline and ensemble" in md and "Per-language thresholds" in md
+
+
 def test_evaluate_on_external_data(run, tmp_path):
     run_dir, cfg = run
     out = CliRunner().invoke(app, ["evaluate", "--config", str(TINY_CONFIG), "--run-dir", str(run_dir),
@@ -122,3 +146,7 @@ def test_evaluate_on_external_data(run, tmp_path):
     ext = json.loads(next((run_dir / "evaluations").glob("*/metrics.json")).read_text())
     own = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     assert ext["model"]["roc_auc"] == pytest.approx(own["model"]["roc_auc"], abs=1e-6)
+    # the baseline and the ensemble on the user's data, per language and per source, as the report shows on test
+    for scorer in ("baseline", "ensemble"):
+        assert ext[scorer]["roc_auc"] == pytest.approx(own[scorer]["roc_auc"], abs=1e-6)
+        assert ext[scorer]["per_lang"].keys() == own[scorer]["per_lang"].keys() and ext[scorer]["per_source"]

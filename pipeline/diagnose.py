@@ -24,8 +24,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .config import TINY_MODEL_ID, Config, load_config
+from .config import TINY_MODEL_ID, Config, load_config, set_dotted
 from .records import read_json
+from .rundir import RunDir
 
 SEVERITIES = ("error", "warning", "advice", "info")  # most severe first; findings are sorted this way
 ALARMS = ("error", "warning")
@@ -401,11 +402,9 @@ def check_fit(log: Log, cfg: Config) -> list[Finding]:
 
 def read_test_metrics(run_dir: Path) -> dict | None:
     """The model's test figures: evaluate/metrics.json, else the report's copy."""
-    evaluated = run_dir / "evaluate" / "metrics.json"
-    if evaluated.is_file():
-        return read_json(evaluated).get("model")
-    reported = run_dir / "report" / "metrics.json"
-    return read_json(reported) if reported.is_file() else None
+    run = RunDir(run_dir)
+    evaluated = run.metrics("evaluate")
+    return evaluated.get("model") if evaluated is not None else run.metrics("report")
 
 
 def check_collapse(log: Log, metrics: dict | None, cfg: Config) -> list[Finding]:
@@ -518,22 +517,20 @@ def summary(log: Log, metrics: dict | None, cfg: Config, stopped_early: bool, to
 # ------------------------------------------------------------------------------------------------ entry points
 def diagnose(run_dir: str | Path, config: Config | None = None) -> list[Finding]:
     """Every finding for one run, most severe first. `config` defaults to the one the run's manifests recorded."""
-    from .compare import run_config
-    from .runner import read_manifest
-
     run_dir = Path(run_dir)
-    history = run_dir / "train" / "log_history.json"
+    run = RunDir(run_dir)
+    history = run.log_history
     if not history.is_file():
         raise DiagnoseError(f"{history} is missing: train the run first (`sgpipe all --run-dir {run_dir}`)")
     try:
-        cfg = config if config is not None else Config.model_validate(run_config(run_dir))
+        cfg = config if config is not None else Config.model_validate(run.config())
     except ValidationError as e:
         first = e.errors()[0]
         raise DiagnoseError(f"the config recorded in {run_dir}'s manifests does not load in this sgpipe version "
                             f"({first['loc']}: {first['msg']}): rerun the run with this version") from None
     log = read_log(read_json(history))
     metrics = read_test_metrics(run_dir)
-    device = ((read_manifest(run_dir, "train") or {}).get("counts") or {}).get("device") or cfg.model.device
+    device = run.counts("train").get("device") or cfg.model.device
     total = planned_steps(log, cfg)
     stopped_early = bool(cfg.training.early_stopping and total and log.last_step < total)
 
@@ -593,13 +590,6 @@ def render_json(findings: list[Finding], run_dir: Path | str) -> str:
                                "findings": [asdict(f) for f in findings]}), indent=2, default=str, allow_nan=False)
 
 
-def _set(tree: dict, dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    for p in parents:
-        tree = tree.setdefault(p, {})
-    tree[leaf] = value
-
-
 def write_config(findings: list[Finding], base: str | Path | dict, out_path: str | Path,
                  protect: Path | None = None) -> tuple[Path, dict]:
     """Write a NEW config: `base` (a YAML path or a config tree) with the suggested changes, validated by load_config.
@@ -617,7 +607,7 @@ def write_config(findings: list[Finding], base: str | Path | dict, out_path: str
                             "run's files stay as they ran")
     changes = suggested_changes(findings)
     for key, value in changes.items():
-        _set(tree, key, value)
+        set_dotted(tree, key, value)
     header = "# Written by `sgpipe diagnose`: the base config with the changes below.\n" + "".join(
         f"#   {k}: {json.dumps(v)}\n" for k, v in changes.items())
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,8 @@ class Prediction:
     verdict: str | None  # malicious | benign at the stored threshold
     error: str | None = None
 
+FORMATS = ("table", "json", "jsonl", "csv")  # what `render` writes
+
 
 def read_stdin(limits: ReaderLimits) -> Record | Reject:
     raw = sys.stdin.buffer.read(limits.max_file_bytes + 1)
@@ -107,4 +109,4 @@ def render(predictions: Iterable[Prediction], fmt: str, out=None) -> None:
                           Text(verdict))
         Console(file=out, highlight=False).print(table)
     else:
-        raise ValueError(f"unknown format {fmt!r}: choose table, json, jsonl or csv")
+        raise ValueError(f"unknown format {fmt!r}: choose {', '.join(FORMATS)}")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from . import __version__
-from .config import Config
+from .config import Config, output_neutral_keys, without_neutral_keys
 from .records import read_json, write_json
 
 
@@ -34,20 +34,22 @@ from .records import read_json, write_json
 class Stage:
     name: str
     deps: tuple[str, ...]  # upstream stages whose outputs this stage reads
-    reads: tuple[str, ...]  # config slices that shape this stage's output (its fingerprint covers exactly these)
+    reads: tuple[str, ...]  # config keys the stage reads; its fingerprint covers them (output-neutral keys aside)
     doc: str
+    observes: tuple[str, ...] = ()  # keys read only to pass on to trackers: visible to the stage, never hashed
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("ingest", (), ("data.ingest",), "read inputs into records; reject bad ones with reasons"),
     Stage("dedup", ("ingest",), ("data.dedup",), "drop exact and near-duplicates; resolve label conflicts"),
     Stage("split", ("dedup",), ("data.split", "data.dedup.threshold", "data.dedup.ngram_size", "data.dedup.num_perm",
-                                "run.seed"), "train/val/test split and leakage check"),
+                                "data.dedup.workers", "run.seed"), "train/val/test split and leakage check"),
     Stage("augment", ("split",), ("data.augment", "run.seed"), "label-preserving variants of train scripts"),
     Stage("balance", ("augment",), ("data.balance", "run.seed"), "hybrid over/under-sampling of train"),
     Stage("train", ("balance", "split"), ("model", "lora", "training", "run.seed"),
-          "fine-tune the classifier (val for early stopping)"),
-    Stage("evaluate", ("train", "balance", "split"), ("evaluation", "run.seed"),
+          "fine-tune the classifier (val for early stopping)", observes=("tracking", "run.name")),
+    Stage("evaluate", ("train", "balance", "split"), ("evaluation", "run.seed", "model.allow_pickle_weights",
+                                                      "training.per_device_eval_batch_size"),
           "threshold on val, metrics on test, baseline"),
     Stage("report", ("evaluate", "train", "balance", "augment", "split", "dedup", "ingest"),
           ("report", "run.name"), "markdown, HTML, JSON and plots"),
@@ -67,12 +69,63 @@ class StageError(RuntimeError):
     """A stage could not run; the message says why and what to do. Earlier outputs are untouched."""
 
 
+def _covers(declared: str, key: str) -> bool:
+    return key == declared or key.startswith(declared + ".")
+
+
+class ConfigView:
+    """The part of the config a stage declared (`Stage.reads` + `Stage.observes`), read like a `Config`.
+
+    Reading any other key raises a StageError: a stage's fingerprint covers exactly its declared keys, so an
+    undeclared read would let a config change alter an output without rerunning the stage.
+    """
+
+    def __init__(self, config: Config, stage: Stage, path: str = ""):
+        self._config, self._stage, self._path = config, stage, path
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        key = f"{self._path}.{name}" if self._path else name
+        visible = self._stage.reads + self._stage.observes
+        if any(_covers(declared, key) for declared in visible):
+            return self._config.get(key)
+        if any(_covers(key, declared) for declared in visible):
+            return ConfigView(self._config, self._stage, key)
+        raise StageError(f"stage {self._stage.name} reads config key '{key}' but does not declare it: add it to "
+                         f"the {self._stage.name} entry of STAGES in pipeline/runner.py (reads, or observes for "
+                         "tracker-only keys)")
+
+    def get(self, dotted: str) -> Any:
+        node: Any = self
+        for part in dotted.split("."):
+            node = getattr(node, part)
+        return node
+
+    def slice(self, dotted: str) -> Any:
+        self.get(dotted)  # raises for an undeclared key
+        return self._config.slice(dotted)
+
+    def model_dump(self, mode: str = "json") -> dict:
+        """The visible keys as a nested dict (what the stage may log to a tracker)."""
+        from .config import nest
+
+        prefix = self._path + "." if self._path else ""
+        declared = [k for k in self._stage.reads + self._stage.observes if _covers(self._path, k) or not prefix]
+        flat = {k: self._config.slice(k) for k in declared}
+        tree = nest(flat)
+        for part in self._path.split(".") if self._path else ():
+            tree = tree.get(part, {})
+        return tree
+
+
 @dataclass
 class StageContext:
-    """What a stage sees: its config, where to read upstream outputs, where to write, and how to talk."""
+    """What a stage sees: its config (a view of its declared keys), where to read upstream outputs, where to write,
+    and how to talk."""
 
     stage: Stage
-    config: Config
+    config: ConfigView
     run_dir: Path
     out: Path  # private temporary directory: everything written here is published atomically on success
     work: Path  # persistent scratch space that survives interrupts (checkpoints for --resume); never trusted as output
@@ -121,7 +174,8 @@ def input_stats(paths: Iterable[str]) -> list:
 
 
 def fingerprint(stage: Stage, config: Config, upstream: dict[str, str]) -> str:
-    slices = {key: config.slice(key) for key in stage.reads}
+    slices = {key: without_neutral_keys(key, config.slice(key)) for key in stage.reads
+              if key not in output_neutral_keys()}
     extra = {"inputs": input_stats(config.data.ingest.inputs)} if stage.name == "ingest" else {}
     return _digest({"stage": stage.name, "config": slices, "upstream": upstream, "version": __version__, **extra})
 
@@ -207,7 +261,7 @@ def run_stage(config: Config, run_dir: Path, name: str, options: dict | None = N
     out.mkdir()
     work = run_dir / ".work" / name
     work.mkdir(parents=True, exist_ok=True)
-    ctx = StageContext(stage, config, run_dir, out, work, st.expected, options or {}, log)
+    ctx = StageContext(stage, ConfigView(config, stage), run_dir, out, work, st.expected, options or {}, log)
     started = time.time()
     try:
         module = import_module(f"pipeline.stages.{name}")

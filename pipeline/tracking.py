@@ -12,6 +12,8 @@ import os
 import platform
 import sys
 
+from .config import flatten
+
 INSTALL_HINT = "pip install 'sgpipe[tracking]'"
 
 
@@ -72,17 +74,6 @@ def environment() -> dict:
         module = sys.modules.get(name)
         env[name] = getattr(module, "__version__", None) if module else None
     return env
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """{'a': {'b': 1}} -> {'a.b': 1}: trackers want flat parameter names."""
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def run_metadata_callback(metadata: dict):

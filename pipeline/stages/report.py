@@ -28,6 +28,7 @@ import yaml
 
 from .. import metrics as M
 from .. import plots
+from ..config import nest
 from ..records import LABELS, read_json, read_records, write_json
 from ..runner import MANIFEST, StageContext, StageError
 
@@ -527,6 +528,16 @@ def mirror(src: Path, dst: Path) -> None:
         old.unlink()
 
 
+def ran_config(ctx: StageContext, manifests: dict) -> dict:
+    """The config that made this report: the slices each stage's manifest recorded (after an early cut-off, the
+    ones that produced the cached output), plus the report's own; not the live config, whose other keys never ran."""
+    slices = {}
+    for manifest in manifests.values():
+        slices.update(manifest.get("config") or {})
+    slices.update({key: ctx.config.slice(key) for key in ctx.stage.reads})
+    return nest(slices)
+
+
 def run(ctx: StageContext) -> dict:
     cfg, name = ctx.config.report, ctx.config.run.name
     if name in (".", ".."):
@@ -563,7 +574,7 @@ def run(ctx: StageContext) -> dict:
         false_positives=[{**p, "text": texts.get(p["id"])} for p in fps],
         false_negatives=[{**p, "text": texts.get(p["id"])} for p in fns],
         excerpt_chars=cfg.excerpt_chars,
-        config_yaml=yaml.safe_dump(ctx.config.model_dump(mode="json"), sort_keys=False, allow_unicode=True),
+        config_yaml=yaml.safe_dump(ran_config(ctx, manifests), sort_keys=False, allow_unicode=True),
         plots=draw_plots(ctx.out, metrics, preds, y, base_scores, history))
     blocks = document(inputs)
     (ctx.out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")

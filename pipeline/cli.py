@@ -57,7 +57,7 @@ DEFAULT_CONFIG = Path("configs/tiny.yaml")
 
 # Options shared by every command that resolves a config.
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (default: configs/tiny.yaml when present).")
-PresetOpt = typer.Option([], "--preset", "-p", help="Seed-guide preset(s), e.g. small-dataset, fix-overfitting, vram-16gb.")
+PresetOpt = typer.Option([], "--preset", "-p", help="Preset(s), e.g. small-dataset, fix-overfitting, vram-16gb.")
 SetOpt = typer.Option([], "--set", "-s", help="Override one key: --set training.learning_rate=1e-4 (repeatable).")
 InputOpt = typer.Option([], "--input", "-i", help="Input file/folder/archive (repeatable); replaces data.ingest.inputs.")
 RunDirOpt = typer.Option(None, "--run-dir", "-r", help="Run directory (default: runs/<run.name>).")
@@ -167,7 +167,7 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
     """Score unknown scripts: P(malicious) and the verdict at the stored threshold. Nothing is executed."""
     from .model.classifier import open_classifier
     from .predict import FORMATS, predict, render
-    from .stages.ingest import limits_from_config
+    from .readers import ReaderLimits
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"choose {', '.join(FORMATS)}, not {fmt!r}", param_hint="--format")
@@ -182,7 +182,7 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
         with Progress(SpinnerColumn(), TextColumn("{task.completed} scripts scored"), TimeElapsedColumn(),
                       console=err, disable=not err.is_terminal, transient=True) as bar:
             task = bar.add_task("predict")
-            for p in predict(paths, classifier, limits_from_config(cfg.data.ingest), threshold=threshold):
+            for p in predict(paths, classifier, ReaderLimits.from_config(cfg.data.ingest), threshold=threshold):
                 if p.verdict == "malicious":
                     flagged.append(p.location)
                 bar.advance(task)
@@ -250,7 +250,7 @@ def config_show(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOp
 
 @config_app.command("explain")
 def config_explain(key: str = typer.Argument(..., help="Dotted key, e.g. training.learning_rate.")):
-    """Print a key's help, type, default, range and the seed guide's advice."""
+    """Print a key's help, type, default, range and tuning advice."""
     info = field_info(key)
     console.print(f"[bold]{info['key']}[/]  ({info['type']})")
     console.print(f"  {info['help']}")
@@ -258,11 +258,11 @@ def config_explain(key: str = typer.Argument(..., help="Dotted key, e.g. trainin
     if info["range"]:
         console.print("  range: " + ", ".join(f"{k} {v}" for k, v in info["range"].items()))
     if info["guide"]:
-        console.print(f"  seed guide: {info['guide']}")
+        console.print(f"  advice: {info['guide']}")
 
 
 
-# ------------------------------------------------------------------------------ diagnose, sweep, compare (issue 5)
+# ----------------------------------------------------------------------------------- diagnose, sweep, compare
 @app.command("diagnose")
 def diagnose_(run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-r", help="Run directory (default: "
                                                      "runs/<run.name> of --config)."),
@@ -274,7 +274,7 @@ def diagnose_(run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-r", he
               config: Optional[Path] = typer.Option(None, "--config", "-c", help="Base config for --write-config "
                                                     "(default: the config the run's manifests recorded).")):
     """Read a run's training log, metrics and config: overfitting, underfitting, collapse, exploding or vanishing
-    gradients, learning-rate schedule, early stopping, memory; each with its evidence and the seed guide's fix."""
+    gradients, learning-rate schedule, early stopping, memory; each with its evidence and the fix (pipeline/advice.py)."""
     from .diagnose import diagnose, render_json, render_text
     from .diagnose import write_config as write_new_config
 

@@ -1,5 +1,5 @@
 """Compare runs: the parameters that differ, the metrics side by side, the best run, and how each parameter moved
-the metric (hyperparameter-tracking.md, "comparing experiments" and "sensitivity analysis").
+the metric (a sensitivity analysis: each parameter's values against the metric, the others held).
 
 A run's configuration is read back from the run itself: schema defaults <- its config.yaml (sweep trials have one)
 <- the config slices its stage manifests recorded, which are what actually ran. Its metrics come from the train

@@ -85,7 +85,7 @@ class DedupConfig(Section):
     enabled: bool = _f(True, "Remove near-duplicates (exact duplicates are always removed).")
     threshold: float = _f(0.85, "Jaccard similarity of token n-gram shingles at or above which two scripts are "
                           "near-duplicates. Every candidate pair is verified exactly.",
-                          "0.85 keeps diversity high while catching one-line edits (seed guide: dedup_threshold 0.85).",
+                          "0.85 keeps diversity high while catching one-line edits.",
                           ge=0.5, le=1.0)
     ngram_size: int = _f(5, "Tokens per shingle.", ge=1, le=20)
     num_perm: int = _f(128, "MinHash permutations: more gives better recall of candidates, slower.", ge=16, le=1024)
@@ -134,7 +134,7 @@ class AugmentConfig(Section):
 class BalanceConfig(Section):
     method: Literal["none", "oversample", "undersample", "hybrid"] = _f(
         "hybrid", "How the training split is balanced: hybrid oversamples the minority up to oversample_ratio of the "
-        "majority, then undersamples the majority to target_ratio.", "Seed guide: balance_method hybrid.")
+        "majority, then undersamples the majority to target_ratio.", "hybrid: no class is cut to the minority's size, none copied up to the majority's.")
     oversample_ratio: float = _f(0.8, "Minority size after oversampling, as a fraction of the majority.",
                                  gt=0.0, le=1.0)
     target_ratio: float = _f(1.0, "Minority/majority ratio after undersampling.", gt=0.0, le=1.0)

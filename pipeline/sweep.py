@@ -1,6 +1,6 @@
 """Sweeps: a baseline, then trials that change the config, each a full run directory; data stages computed once.
 
-hyperparameter-tracking.md's method: start from a baseline, change one parameter at a time (or search a grid),
+The method: start from a baseline, change one parameter at a time (or search a grid),
 compare every trial with the baseline. Layout of a sweep directory:
 
     <sweep>/data/                 the data stages (ingest .. balance) of the base config, computed once

@@ -141,7 +141,7 @@ def _load_hf(model_id, *, dtype, attn, load_in_4bit, quant_type, double_quant, t
 
 def _load_unsloth(model_id, *, max_length, dtype, load_in_4bit, quant_type, double_quant, trust_remote_code,
                   full_finetuning, gradient_checkpointing, seed, cache_dir):
-    # Unsloth's fused loss returns no logits unless asked; the verdict loss needs them (STACK-NOTES).
+    # Unsloth's fused loss returns no logits unless asked; the verdict loss needs them.
     os.environ.setdefault("UNSLOTH_RETURN_LOGITS", "1")
     from unsloth import FastLanguageModel
 

@@ -259,6 +259,8 @@ def config_explain(key: str = typer.Argument(..., help="Dotted key, e.g. trainin
         console.print("  range: " + ", ".join(f"{k} {v}" for k, v in info["range"].items()))
     if info["guide"]:
         console.print(f"  advice: {info['guide']}")
+    if not info["affects_output"]:
+        console.print("  no output depends on it: changing it reruns no stage")
 
 
 

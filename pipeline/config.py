@@ -525,4 +525,5 @@ def field_info(key: str) -> dict:
     if isinstance(default, BaseModel):
         default = default.model_dump(mode="json")
     return {"key": key, "type": str(field.annotation).replace("typing.", ""), "default": default,
-            "range": bounds, "help": field.description or "", "guide": (field.json_schema_extra or {}).get("guide", "")}
+            "range": bounds, "help": field.description or "", "guide": (field.json_schema_extra or {}).get("guide", ""),
+            "affects_output": key not in output_neutral_keys()}

@@ -46,6 +46,8 @@ def test_config_errors_exit_2_with_the_fix(tmp_path):
     assert out.exit_code == 0 and "weight_decay: 0.2" in out.output
     explain = _invoke("config", "explain", "data.dedup.threshold")
     assert explain.exit_code == 0 and "0.85" in explain.output and "range" in explain.output
+    assert "reruns no stage" not in explain.output
+    assert "reruns no stage" in _invoke("config", "explain", "data.dedup.workers").output
 
 
 def test_cli_start_imports_no_heavy_library():

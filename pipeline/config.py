@@ -317,10 +317,7 @@ class Config(Section):
     tracking: TrackingConfig = TrackingConfig()
 
     def get(self, dotted: str) -> Any:
-        node: Any = self
-        for part in dotted.split("."):
-            node = getattr(node, part)
-        return node
+        return get_dotted(self, dotted)
 
     def slice(self, dotted: str) -> Any:
         """A JSON-ready copy of one section or key: what a stage's fingerprint and manifest record."""
@@ -370,6 +367,13 @@ def flatten(tree: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+def get_dotted(node: Any, dotted: str) -> Any:
+    """node.a.b for key 'a.b' (a Config, a section, or a stage's view of the config)."""
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
 
 
 def set_dotted(tree: dict, key: str, value: Any) -> None:

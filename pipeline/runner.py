@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from . import __version__
-from .config import Config, output_neutral_keys, without_neutral_keys
+from .config import Config, get_dotted, nest, output_neutral_keys, without_neutral_keys
 from .records import read_json, write_json
 
 
@@ -97,10 +97,7 @@ class ConfigView:
                          "tracker-only keys)")
 
     def get(self, dotted: str) -> Any:
-        node: Any = self
-        for part in dotted.split("."):
-            node = getattr(node, part)
-        return node
+        return get_dotted(self, dotted)
 
     def slice(self, dotted: str) -> Any:
         self.get(dotted)  # raises for an undeclared key
@@ -108,8 +105,6 @@ class ConfigView:
 
     def model_dump(self, mode: str = "json") -> dict:
         """The visible keys as a nested dict (what the stage may log to a tracker)."""
-        from .config import nest
-
         prefix = self._path + "." if self._path else ""
         declared = [k for k in self._stage.reads + self._stage.observes if _covers(self._path, k) or not prefix]
         flat = {k: self._config.slice(k) for k in declared}

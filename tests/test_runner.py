@@ -142,3 +142,11 @@ def test_changed_input_file_reruns_ingest(tmp_path, tiny_overrides):
         f.write('{"text": "ls -la", "label": "benign"}\n')
     assert run_pipeline(cfg, tmp_path / "run", until="ingest", log=lambda m: None) == ["ingest"]
     assert json.loads((tmp_path / "run" / "ingest" / "manifest.json").read_text())["counts"]["accepted"] == 3
+
+
+def test_every_config_key_is_read_by_some_stage():
+    from pipeline.config import all_keys
+
+    declared = [k for s in runner.STAGES for k in s.reads + s.observes]
+    unread = [k for k in all_keys(leaves_only=True) if not any(k == d or k.startswith(d + ".") for d in declared)]
+    assert unread == []

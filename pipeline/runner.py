@@ -6,7 +6,9 @@ and writes its own files into `ctx.out`, a private temporary directory. When `ru
 later run would trust: a stage directory without a manifest, or with a manifest whose fingerprint is not the
 expected one, is never used.
 
-Fingerprint of a stage = hash(stage name, the config slices it reads, the *output digests* of its upstream stages).
+A stage sees the config through a `ConfigView` of the keys its `Stage` entry declares; reading any other raises.
+Fingerprint of a stage = hash(stage name, the config keys it reads but those declared `affects_output=False`, the
+*output digests* of its upstream stages).
 Keying on upstream outputs rather than upstream configs gives early cut-off: a config change that leaves an upstream
 output byte-identical does not rerun what follows it.
 """
@@ -105,10 +107,8 @@ class ConfigView:
 
     def model_dump(self, mode: str = "json") -> dict:
         """The visible keys as a nested dict (what the stage may log to a tracker)."""
-        prefix = self._path + "." if self._path else ""
-        declared = [k for k in self._stage.reads + self._stage.observes if _covers(self._path, k) or not prefix]
-        flat = {k: self._config.slice(k) for k in declared}
-        tree = nest(flat)
+        visible = self._stage.reads + self._stage.observes
+        tree = nest({k: self._config.slice(k) for k in visible if not self._path or _covers(self._path, k)})
         for part in self._path.split(".") if self._path else ():
             tree = tree.get(part, {})
         return tree

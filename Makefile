@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CPU machines: torch 2.13.0's CPU wheel first, or pip pulls a multi-GB CUDA build. GPU machines: make setup-gpu.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup setup-gpu demo test test-fast bench clean
+.PHONY: setup setup-gpu demo test test-fast bench gpu-wheels clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ test-fast: setup
 
 bench: setup
 	$(PY) -m benchmarks
+
+# Wheels for benchmarks/gpu_check.py on an offline CUDA machine (Python 3.12): gpu-wheels/, git-ignored, <= 64 MiB.
+gpu-wheels: setup
+	$(PY) -m benchmarks.gpu_wheels --out gpu-wheels
 
 clean:
 	rm -rf runs reports .pytest_cache

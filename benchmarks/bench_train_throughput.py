@@ -4,7 +4,7 @@
     python -m benchmarks.bench_train_throughput --steps 300      # bigger: about 3 epochs of the dev set
 
 The CPU default of configs/tiny.yaml: a random StarCoder2 (hidden 128, intermediate 512, 2 layers, 4 heads, 2 KV
-heads, vocab 4096: 0.9M parameters) built by `backends.load_model("tiny-starcoder2", ...)` with its tokenizer trained
+heads, vocab 4096: 0.9M parameters) built by `backends.load_model` from configs/tiny.yaml's model section with its tokenizer trained
 on the scripts, rows from `prompt.build_training_row` at max length 512, batch 16, full fine-tuning, AdamW lr 1e-3
 (linear schedule, 5% warm-up), label smoothing 0.1, fp32, CPU. Each sampling order (grouped = group_by_length, the
 config's default; random) trains in its own fresh process for `--steps` steps. Step time = time between consecutive
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from pathlib import Path
 
 from benchmarks.common import (OtherCpuUse, add_common_arguments, describe, in_fresh_process, load_scripts,
                                machine_info, mean_and_spread, peak_rss_mib, print_table, reset_peak_rss, write_result)
@@ -32,14 +33,14 @@ def train_variant(sampling: str, texts: list[str], langs: list[str], labels: lis
     from transformers import PrinterCallback, TrainerCallback
     from trl import SFTConfig
 
+    from pipeline.config import LoraSection, load_config
     from pipeline.model import backends, prompt
     from pipeline.model.trainer import VerdictTrainer
 
     torch.set_num_threads(threads)
     datasets.disable_progress_bars()  # TRL's dataset preparation bars: noise in a benchmark table
-    model, tokenizer, info = backends.load_model(backends.TINY, "hf", max_length=max_length, finetuning_type="full",
-                                                 device="cpu", tiny={"vocab_size": 4096}, tokenizer_texts=texts,
-                                                 seed=0)
+    model_cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml", overrides=[f"model.max_length={max_length}"]).model
+    model, tokenizer, info = backends.load_model(model_cfg, LoraSection(), device="cpu", tokenizer_texts=texts, seed=0)
     rows = [prompt.build_training_row(t, lang, y, tokenizer, max_length) for t, lang, y in zip(texts, langs, labels)]
     step_ends: list[float] = []
     batches: list[tuple[int, int]] = []  # (real tokens, positions) of each collated batch, in order

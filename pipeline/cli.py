@@ -126,9 +126,23 @@ def _stage_command(name: str, doc: str):
 def train_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_: List[str] = SetOpt,
            input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt,
            resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint of an interrupted "
-                                       "train of this same config and data.")):
-    """Rerun the train stage (fine-tune the classifier); brings stale upstream stages up to date first."""
-    _execute("train", "train", config, preset, set_, input_, run_dir, False, {"resume": resume})
+                                       "train of this same config and data."),
+           dry_run: bool = typer.Option(False, "--dry-run", help="Bring the data stages up to date, then print (and "
+                                        "write to <run>/train_plan.json) what training would do: rows, steps, "
+                                        "warmup, evaluations, tokens, warnings. Loads no model weights.")):
+    """Rerun the train stage; brings stale upstream stages up to date first. --dry-run: the plan only."""
+    if not dry_run:
+        return _execute("train", "train", config, preset, set_, input_, run_dir, False, {"resume": resume})
+    from .plan import training_plan
+    from .records import read_records, write_json
+
+    _execute("balance", None, config, preset, set_, input_, run_dir, False)
+    cfg = _resolve(config, preset, set_, input_)
+    run = RunDir.of(cfg, run_dir)
+    plan = training_plan(cfg, list(read_records(run.stage("balance") / "train.jsonl")),
+                         list(read_records(run.stage("split") / "val.jsonl")))
+    write_json(run.path / "train_plan.json", plan)
+    typer.echo(_display(json.dumps(plan, indent=2)))  # not rich: it would wrap long lines inside the JSON
 
 
 def evaluate_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_: List[str] = SetOpt,
@@ -163,6 +177,8 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
              fail_on_malicious: bool = typer.Option(False, "--fail-on-malicious",
                                                     help="Exit 1 when any input is judged malicious (CI gates)."),
              threshold: Optional[float] = typer.Option(None, "--threshold", help="Override the stored threshold."),
+             explain: int = typer.Option(0, "--explain", min=0, help="Add each script's K lines that move the score "
+                                         "most (occlusion, as `sgpipe explain`)."),
              config: Optional[Path] = ConfigOpt, set_: List[str] = SetOpt):
     """Score unknown scripts: P(malicious) and the verdict at the stored threshold. Nothing is executed."""
     from .model.classifier import open_classifier
@@ -172,7 +188,8 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
     if fmt not in FORMATS:
         raise typer.BadParameter(f"choose {', '.join(FORMATS)}, not {fmt!r}", param_hint="--format")
     cfg = _resolve(config, [], set_, [])
-    classifier = open_classifier(_run_dir(cfg, run_dir, model), allow_pickle=cfg.model.allow_pickle_weights)
+    classifier = open_classifier(_run_dir(cfg, run_dir, model), device=cfg.model.device,
+                                 allow_pickle=cfg.model.allow_pickle_weights)
     flagged = []
 
     def tracked():
@@ -182,16 +199,55 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
         with Progress(SpinnerColumn(), TextColumn("{task.completed} scripts scored"), TimeElapsedColumn(),
                       console=err, disable=not err.is_terminal, transient=True) as bar:
             task = bar.add_task("predict")
-            for p in predict(paths, classifier, ReaderLimits.from_config(cfg.data.ingest), threshold=threshold):
+            for p in predict(paths, classifier, ReaderLimits.from_config(cfg.data.ingest), threshold=threshold,
+                             explain_top=explain):
                 if p.verdict == "malicious":
                     flagged.append(p.location)
                 bar.advance(task)
                 yield p
 
-    render(tracked(), fmt)
+    render(tracked(), fmt, explained=explain > 0)
     if fail_on_malicious and flagged:
         err.print(f"{len(flagged)} input(s) judged malicious", markup=False)
         raise typer.Exit(1)
+
+
+@app.command("explain")
+def explain_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/CSV, zips, or - for stdin."),
+             run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-r", help="Run directory, classifier "
+                                                    "directory or export (default: runs/<run.name>)."),
+             model: Optional[Path] = OldModelOpt,
+             fmt: str = typer.Option("terminal", "--format", help="terminal | json | jsonl | html"),
+             top: int = typer.Option(10, "--top", min=0, help="Lines shown per script, strongest first (0: all)."),
+             out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here instead of stdout (html: a "
+                                                "self-contained page)."),
+             max_units: int = typer.Option(128, "--max-units", min=1, help="At most this many occlusions per "
+                                           "script: longer scripts are explained by windows of lines."),
+             threshold: Optional[float] = typer.Option(None, "--threshold", help="Override the stored threshold."),
+             config: Optional[Path] = ConfigOpt, set_: List[str] = SetOpt):
+    """Which lines make a script malicious: each line's contribution to P(malicious), by occlusion through the same
+    prompt, truncation and scoring as predict. Nothing is executed."""
+    from .explain import ClassifierScorer, explain_paths
+    from .explain_render import FORMATS, render
+    from .model.classifier import open_classifier
+    from .readers import ReaderLimits
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"choose {', '.join(FORMATS)}, not {fmt!r}", param_hint="--format")
+    cfg = _resolve(config, [], set_, [])
+    classifier = open_classifier(_run_dir(cfg, run_dir, model), device=cfg.model.device,
+                                 allow_pickle=cfg.model.allow_pickle_weights)
+    t = threshold if threshold is not None else (classifier.threshold if classifier.threshold is not None else 0.5)
+    explanations = explain_paths(paths, ClassifierScorer(classifier), ReaderLimits.from_config(cfg.data.ingest), t,
+                                 max_units)
+    if out is None:
+        render(explanations, fmt, top)
+        return
+    from .records import atomic_write
+
+    with atomic_write(out) as f:  # a failure midway leaves no half page behind
+        render(explanations, fmt, top, f)
+    err.print(_display(f"wrote {out}"), markup=False)
 
 
 @app.command("export")
@@ -199,9 +255,14 @@ def export_(out: Path = typer.Argument(..., help="Output folder for the exported
             run_dir: Optional[Path] = RunDirOpt, model: Optional[Path] = OldModelOpt,
             config: Optional[Path] = ConfigOpt, set_: List[str] = SetOpt,
             merged: bool = typer.Option(True, "--merged/--adapter", help="Merge LoRA into a standard "
-                                        "Starcoder2ForSequenceClassification (default), or copy the adapter.")):
+                                        "Starcoder2ForSequenceClassification (default), or copy the adapter."),
+            dtype: str = typer.Option("float32", "--dtype", help="Dtype of the merged weights: float32 (default, "
+                                      "scores as evaluated), bfloat16 or float16 (half the size). LoRA is merged "
+                                      "into an unquantized base loaded in this dtype.")):
     """Export the trained classifier: loadable with AutoModelForSequenceClassification, threshold included."""
     import shutil
+
+    import torch
 
     from .model.classifier import Classifier
     from .model.head import export_sequence_classifier
@@ -210,8 +271,11 @@ def export_(out: Path = typer.Argument(..., help="Output folder for the exported
     source, threshold = run.classifier, run.threshold
     if not source.is_dir():
         raise FileNotFoundError(f"{source} is missing: train first (`sgpipe all --until train --run-dir {run}`)")
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in dtypes:
+        raise typer.BadParameter(f"choose float32, bfloat16 or float16, not {dtype!r}", param_hint="--dtype")
     if merged:
-        clf = Classifier.load(source)
+        clf = Classifier.load(source, merge_dtype=dtypes[dtype])
         export_sequence_classifier(clf.model, clf.tokenizer, out, max_length=clf.max_length,
                                    head_ratio=clf.head_ratio)
     else:

@@ -198,6 +198,12 @@ class ModelConfig(Section):
                              "--set model.load_in_4bit=false")
         if self.model_id == TINY_MODEL_ID and self.load_in_4bit:
             raise ValueError(f"the built-in {TINY_MODEL_ID} runs in fp32: --set model.load_in_4bit=false")
+        if self.model_id == TINY_MODEL_ID and self.backend == "unsloth":
+            raise ValueError(f"the built-in {TINY_MODEL_ID} is built locally and unsloth loads models by name: "
+                             "--set model.backend=hf")
+        if self.load_in_4bit and self.finetuning_type == "full":
+            raise ValueError("full fine-tuning cannot update 4-bit weights: --set model.finetuning_type=lora or "
+                             "--set model.load_in_4bit=false")
         return self
 
 
@@ -237,16 +243,24 @@ class TrainingConfig(Section):
     optim: Optim = _f("paged_adamw_8bit", "Optimizer. 8-bit optimizers need CUDA; on CPU adamw_torch is used "
                       "(logged).", "<=24 GB: paged_adamw_8bit; >40 GB: adamw_torch.")
     lr_scheduler_type: Scheduler = _f("cosine", "Learning-rate schedule after warmup.", "1-3 epochs: cosine.")
-    warmup_steps: int = _f(100, "Linear warmup steps (0 to use warmup_ratio).", "About 5-10% of total steps.",
-                           ge=0, le=100_000)
-    warmup_ratio: float = _f(0.0, "Warmup as a fraction of total steps (when warmup_steps is 0).", ge=0.0, le=0.5)
+    warmup_steps: int = _f(0, "Linear warmup steps; 0 uses warmup_ratio, which follows the run's length.",
+                           "About 5-10% of total steps: prefer warmup_ratio.", ge=0, le=100_000)
+    warmup_ratio: float = _f(0.05, "Warmup as a fraction of total steps (when warmup_steps is 0).",
+                             "0.05-0.1 (5-10% of the steps).", ge=0.0, le=0.5)
     max_grad_norm: float = _f(1.0, "Gradient clipping norm.", "Full fine-tune 1.0; LoRA 0.3-1.0.", gt=0.0, le=100.0)
     num_epochs: float = _f(1.0, "Passes over the training split.", "Small data: 3; medium/large: 1.", gt=0.0, le=100.0)
     max_steps: int = _f(-1, "Stop after this many optimizer steps (-1: use num_epochs).", ge=-1, le=10_000_000)
     eval_strategy: Literal["steps", "epoch", "no"] = _f("steps", "When to evaluate on the VALIDATION split.",
                                                         "Always steps: it enables early stopping.")
-    eval_steps: int = _f(50, "Steps between evaluations.", "About 2-5% of total steps.", ge=1, le=1_000_000)
-    save_steps: int = _f(50, "Steps between checkpoints.", "Equal to eval_steps.", ge=1, le=1_000_000)
+    eval_steps: int = _f(50, "Steps between evaluations (when eval_per_epoch is 0).", "About 2-5% of total steps.",
+                         ge=1, le=1_000_000)
+    save_steps: int = _f(50, "Steps between checkpoints (when eval_per_epoch is 0).", "Equal to eval_steps.",
+                         ge=1, le=1_000_000)
+    eval_per_epoch: float = _f(0.0, "Evaluations per epoch, each followed by a checkpoint: the step interval is "
+                               "computed from the training rows and the effective batch (at least 1 step), so the "
+                               "cadence follows the dataset's size. 0 uses eval_steps / save_steps. Needs "
+                               "eval_strategy=steps.", "2-5 per epoch; `sgpipe train --dry-run` shows the steps.",
+                               ge=0.0, le=1000.0)
     save_total_limit: int = _f(2, "Checkpoints kept on disk (the best is always kept).", ge=1, le=1000)
     logging_steps: int = _f(10, "Steps between training-loss log lines.", ge=1, le=100_000)
     load_best_model_at_end: bool = _f(True, "Finish with the best checkpoint by metric_for_best_model.",
@@ -269,12 +283,15 @@ class TrainingConfig(Section):
             raise ValueError("training.bf16 and training.fp16 are both true: choose one")
         if self.warmup_steps and self.warmup_ratio:
             raise ValueError("set training.warmup_steps or training.warmup_ratio, not both (the other to 0)")
+        if self.eval_per_epoch and self.eval_strategy != "steps":
+            raise ValueError(f"training.eval_per_epoch needs training.eval_strategy=steps, not "
+                             f"{self.eval_strategy!r} (or set training.eval_per_epoch=0)")
         if self.early_stopping and not self.load_best_model_at_end:
             raise ValueError("training.early_stopping needs training.load_best_model_at_end=true")
         if self.load_best_model_at_end:
             if self.eval_strategy == "no":
                 raise ValueError("training.load_best_model_at_end needs evaluation: set training.eval_strategy=steps")
-            if self.eval_strategy == "steps" and self.save_steps % self.eval_steps:
+            if self.eval_strategy == "steps" and not self.eval_per_epoch and self.save_steps % self.eval_steps:
                 raise ValueError(f"training.save_steps ({self.save_steps}) must be a multiple of training.eval_steps "
                                  f"({self.eval_steps}) when load_best_model_at_end is true")
         return self
@@ -295,6 +312,11 @@ class ReportConfig(Section):
                   "reruns nothing: `sgpipe report` writes the copy there.", affects_output=False)
     worst_examples: int = _f(10, "False positives and false negatives shown (escaped, cut).", ge=0, le=1000)
     excerpt_chars: int = _f(400, "Characters of each example shown.", ge=20, le=20_000)
+    explain_lines: int = _f(5, "Lines highlighted in each worst example: the ones whose removal moves P(malicious) "
+                               "most (occlusion, as `sgpipe explain`). 0: no explanations.", ge=0, le=100)
+    faithfulness_scripts: int = _f(200, "True positives of the test split on which the faithfulness table is "
+                                        "measured (removing each script's top-k lines vs k random lines, k = 1, 3, "
+                                        "5). 0: skip it.", ge=0, le=100_000)
 
 
 class TrackingConfig(Section):

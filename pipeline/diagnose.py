@@ -329,7 +329,10 @@ def check_early_stop(log: Log, cfg: Config) -> list[Finding]:
     warmup = warmup_steps(cfg, total)
     if not (t.early_stopping and total and warmup and log.last_step < total and log.last_step <= warmup):
         return []
-    need = math.ceil(warmup / t.eval_steps) + 1
+    # with eval_per_epoch the interval depends on the data: read it from the log (evaluations after step 0)
+    steps = sorted({int(e["step"]) for e in log.evals if e.get("step")})
+    interval = steps[0] if t.eval_per_epoch and steps else t.eval_steps
+    need = math.ceil(warmup / interval) + 1
     p: dict[str, Any] = {"training.early_stopping_patience": max(t.early_stopping_patience, need)}
     if warmup > 0.1 * total:  # warmup is usually 5-10% of the steps
         p.update({"training.warmup_steps": 0, "training.warmup_ratio": 0.05})
@@ -337,7 +340,7 @@ def check_early_stop(log: Log, cfg: Config) -> list[Finding]:
         "early_stop_in_warmup", "warning", f"early stopping fired at step {log.last_step}, before warmup ended "
         f"(step {warmup} of {total})",
         {"steps": [log.last_step], "warmup_steps": warmup, "planned_steps": total,
-         "patience": t.early_stopping_patience, "eval_steps": t.eval_steps},
+         "patience": t.early_stopping_patience, "eval_steps": interval},
         _only_changed(cfg, p), None,
         "The learning rate never reached its peak: the model was judged while it was still warming up. Usual "
         "values: patience x eval_steps of 100-200 steps, warmup about 5-10% of the steps.")]
@@ -414,28 +417,63 @@ def read_test_metrics(run_dir: Path) -> dict | None:
     return evaluated.get("model") if evaluated is not None else run.metrics("report")
 
 
-def check_collapse(log: Log, metrics: dict | None, cfg: Config) -> list[Finding]:
-    """Everything called one class on test ('Specificity: 0.00'); or only at 0.5 on validation."""
+def read_val_metrics(run_dir: Path) -> dict | None:
+    """Validation figures at the threshold evaluate chose on validation (evaluate/val_predictions.jsonl)."""
+    path = RunDir(run_dir).stage("evaluate") / "val_predictions.jsonl"
+    if not path.is_file():
+        return None
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    pairs = [(r["label"] == "malicious", r["prediction"] == "malicious") for r in rows]
+    tp, fn = sum(y and p for y, p in pairs), sum(y and not p for y, p in pairs)
+    fp, tn = sum(p and not y for y, p in pairs), sum(not y and not p for y, p in pairs)
+    return {"n": len(rows), "tp": tp, "fp": fp, "tn": tn, "fn": fn,
+            "sensitivity": tp / (tp + fn) if tp + fn else None, "specificity": tn / (tn + fp) if tn + fp else None}
+
+
+def _one_class(figures: dict | None) -> tuple[str, str, str] | None:
+    """(metric, class, side) when every script of one class is called the other, else None."""
+    if not figures:
+        return None
+    if figures.get("specificity") == 0:
+        return "specificity", "benign", "malicious"
+    if figures.get("sensitivity") == 0:
+        return "sensitivity", "malicious", "benign"
+    return None
+
+
+def check_collapse(log: Log, metrics: dict | None, cfg: Config, val: dict | None = None) -> list[Finding]:
+    """Everything called one class ('Specificity: 0.00'). Only VALIDATION findings propose config changes (they
+    feed --write-config): tuning on test figures would leak the test set into the next run. A collapse seen on test
+    only is information. `val`: validation figures at the chosen threshold (read_val_metrics)."""
     out = []
-    if metrics:
-        sens, spec = metrics.get("sensitivity"), metrics.get("specificity")
-        if sens == 0 or spec == 0:
-            which, cls, side = ("specificity", "benign", "malicious") if spec == 0 else \
-                ("sensitivity", "malicious", "benign")
-            n, tp, fp, roc = metrics.get("n"), metrics.get("tp"), metrics.get("fp"), metrics.get("roc_auc")
-            predicted = None if tp is None or fp is None else tp + fp  # scripts called malicious
-            one_side = predicted is not None and predicted == (n if side == "malicious" else 0)
-            out.append(Finding(
-                "collapse", "error", f"collapse: {which} is 0.00 on test: every {cls} script is called {side}"
-                + (f"; all {n} scores are on one side of the threshold" if one_side else ""),
-                {k: metrics.get(k) for k in ("n", "tp", "fp", "tn", "fn", "threshold", "roc_auc")}
-                | {"all_scores_one_side": one_side},
-                collapse_changes(cfg, roc), "fix-collapse",
-                "The model predicts one class. "
-                + ("ROC AUC is high, so the ranking is fine and the threshold is what puts every score on one side. "
-                   if roc is not None and roc >= 0.75 else "")
-                + f"Fix: {ADVICE['collapse'].fix}."))
-            return out
+    collapsed = _one_class(val)
+    if collapsed:
+        which, cls, side = collapsed
+        evidence = {f"val_{k}": val.get(k) for k in ("n", "tp", "fp", "tn", "fn")}
+        out.append(Finding(
+            "collapse", "error", f"collapse: {which} is 0.00 on validation at the chosen threshold: every {cls} "
+            f"script is called {side}", evidence, collapse_changes(cfg, (metrics or {}).get("roc_auc")),
+            "fix-collapse", "The model predicts one class, on the split that picks the threshold. Fix: "
+            f"{ADVICE['collapse'].fix}."))
+    tested = _one_class(metrics)
+    if tested:
+        which, cls, side = tested
+        n, tp, fp = metrics.get("n"), metrics.get("tp"), metrics.get("fp")
+        predicted = None if tp is None or fp is None else tp + fp  # scripts called malicious
+        one_side = predicted is not None and predicted == (n if side == "malicious" else 0)
+        out.append(Finding(
+            "collapse_on_test", "warning",
+            f"{which} is 0.00 on test: every {cls} script is called {side}"
+            + (f"; all {n} scores are on one side of the threshold" if one_side else ""),
+            {k: metrics.get(k) for k in ("n", "tp", "fp", "tn", "fn", "threshold", "roc_auc")}
+            | {"all_scores_one_side": one_side},
+            why="Information only: changes to the config are read from validation, never from test (that would "
+                "tune on the test set). " + ("Validation shows the same collapse (above)." if collapsed else
+                                             "Validation does not collapse at this threshold: the test set differs "
+                                             "from it (source, language), or validation is too small."
+                                             if val is not None else "No validation predictions to compare.")))
+    if collapsed or tested:
+        return out
     final = log.final or (log.evals[-1] if log.evals else None)
     if final and (final.get("eval_specificity") == 0 or final.get("eval_sensitivity") == 0):
         which = "specificity" if final.get("eval_specificity") == 0 else "sensitivity"
@@ -540,7 +578,8 @@ def diagnose(run_dir: str | Path, config: Config | None = None) -> list[Finding]
     total = planned_steps(log, cfg)
     stopped_early = bool(cfg.training.early_stopping and total and log.last_step < total)
 
-    findings = (check_numbers(log, cfg) + check_collapse(log, metrics, cfg) + check_gradients(log, cfg)
+    findings = (check_numbers(log, cfg) + check_collapse(log, metrics, cfg, read_val_metrics(run_dir))
+                + check_gradients(log, cfg)
                 + check_fit(log, cfg) + check_schedule(log, cfg) + check_early_stop(log, cfg)
                 + check_memory(cfg, device) + [summary(log, metrics, cfg, stopped_early, total)])
     if not any(f.alarm for f in findings):

@@ -25,6 +25,14 @@ class Prediction:
     score: float | None  # P(malicious); None when the input could not be read
     verdict: str | None  # malicious | benign at the stored threshold
     error: str | None = None
+    lines: list[dict] | None = None  # with --explain K: the K lines that move the score most (see explain.py)
+
+    def as_dict(self) -> dict:
+        """JSON-ready; `lines` only when explaining, so plain predict output keeps its columns."""
+        d = asdict(self)
+        if d["lines"] is None:
+            del d["lines"]
+        return d
 
 FORMATS = ("table", "json", "jsonl", "csv")  # what `render` writes
 
@@ -51,8 +59,9 @@ def _inputs(paths: Sequence[str], limits: ReaderLimits) -> Iterator[Record | Rej
 
 
 def predict(paths: Sequence[str], classifier, limits: ReaderLimits, batch_size: int = 32,
-            threshold: float | None = None) -> Iterator[Prediction]:
-    """Predictions in input order; unreadable inputs become error rows."""
+            threshold: float | None = None, explain_top: int = 0) -> Iterator[Prediction]:
+    """Predictions in input order; unreadable inputs become error rows. `explain_top` > 0 adds each script's top lines
+    (occlusion through the same scoring code, explain.py)."""
     t = threshold if threshold is not None else (classifier.threshold if classifier.threshold is not None else 0.5)
     batch: list[Record] = []
 
@@ -60,7 +69,8 @@ def predict(paths: Sequence[str], classifier, limits: ReaderLimits, batch_size: 
         if batch:
             scores = classifier.score_records(batch, batch_size)
             for r, s in zip(batch, scores, strict=True):
-                yield Prediction(r.source, r.lang, float(s), "malicious" if s >= t else "benign")
+                lines = _top_lines(r, classifier, batch_size, explain_top) if explain_top > 0 else None
+                yield Prediction(r.source, r.lang, float(s), "malicious" if s >= t else "benign", lines=lines)
             batch.clear()
 
     for item in _inputs(paths, limits):
@@ -74,39 +84,53 @@ def predict(paths: Sequence[str], classifier, limits: ReaderLimits, batch_size: 
     yield from flush()
 
 
+def _top_lines(record: Record, classifier, batch_size: int, k: int) -> list[dict]:
+    from .explain import ClassifierScorer, explain_text
+
+    explanation = explain_text(record.text, record.lang, ClassifierScorer(classifier, batch_size), 0.5, record.source)
+    return [asdict(u) for u in explanation.top(k)]
+
+
+def _lines_cell(p: Prediction) -> str:
+    """Top lines in one cell: 'L12 +0.4123 text; L3 ...' (texts are neutralised already)."""
+    return "; ".join(f"L{u['line']} {u['contribution']:+.4f} {u['text']}" for u in p.lines or [])
+
+
 def _csv_safe(value) -> str:
     """Spreadsheet formula injection: a cell starting with = + - @ (or tab/CR) is prefixed with a quote."""
     text = "" if value is None else str(value)
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def render(predictions: Iterable[Prediction], fmt: str, out=None) -> None:
-    """Write predictions as table | json | jsonl | csv. Table cells are neutralised for the terminal."""
+def render(predictions: Iterable[Prediction], fmt: str, out=None, explained: bool = False) -> None:
+    """Write predictions as table | json | jsonl | csv. Table cells are neutralised for the terminal. `explained`: the
+    rows carry top lines (predict --explain): table and csv get a "top lines" column."""
     out = out or sys.stdout  # looked up at call time: tests and pipes may replace sys.stdout
     if fmt == "jsonl":
         for p in predictions:
-            out.write(json.dumps(asdict(p), ensure_ascii=False) + "\n")
+            out.write(json.dumps(p.as_dict(), ensure_ascii=False) + "\n")
     elif fmt == "json":
-        out.write(json.dumps([asdict(p) for p in predictions], ensure_ascii=False, indent=2) + "\n")
+        out.write(json.dumps([p.as_dict() for p in predictions], ensure_ascii=False, indent=2) + "\n")
     elif fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["location", "lang", "score", "verdict", "error"])
+        writer.writerow(["location", "lang", "score", "verdict", "error"] + (["top_lines"] if explained else []))
         for p in predictions:
-            writer.writerow([_csv_safe(v) for v in (p.location, p.lang, p.score, p.verdict, p.error)])
+            cells = (p.location, p.lang, p.score, p.verdict, p.error) + ((_lines_cell(p),) if explained else ())
+            writer.writerow([_csv_safe(v) for v in cells])
         out.write(buffer.getvalue())
     elif fmt == "table":
         from rich.console import Console
         from rich.table import Table
         from rich.text import Text
 
-        table = Table("location", "lang", "P(malicious)", "verdict")
+        table = Table("location", "lang", "P(malicious)", "verdict", *(["top lines"] if explained else []))
         for p in predictions:
             verdict = f"error: {safe_display(p.error)}" if p.error else p.verdict
             # Text, not str: rich reads str cells as markup, so a file named "[link=...]x[/link]" would show as "x"
             # (and link elsewhere), and one named "[/]" would stop the scan with a MarkupError
             table.add_row(Text(safe_display(p.location)), p.lang, "" if p.score is None else f"{p.score:.4f}",
-                          Text(verdict))
+                          Text(verdict), *([Text(safe_display(_lines_cell(p)))] if explained else []))
         Console(file=out, highlight=False).print(table)
     else:
         raise ValueError(f"unknown format {fmt!r}: choose {', '.join(FORMATS)}")

@@ -51,10 +51,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("train", ("balance", "split"), ("model", "lora", "training", "run.seed"),
           "fine-tune the classifier (val for early stopping)", observes=("tracking", "run.name")),
     Stage("evaluate", ("train", "balance", "split"), ("evaluation", "run.seed", "model.allow_pickle_weights",
-                                                      "training.per_device_eval_batch_size"),
+                                                      "model.device", "training.per_device_eval_batch_size"),
           "threshold on val, metrics on test, baseline"),
     Stage("report", ("evaluate", "train", "balance", "augment", "split", "dedup", "ingest"),
-          ("report", "run.name"), "markdown, HTML, JSON and plots"),
+          ("report", "run.name", "run.seed", "model.allow_pickle_weights", "model.device",
+           "training.per_device_eval_batch_size"), "markdown, HTML, JSON and plots"),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 BY_NAME = {s.name: s for s in STAGES}

@@ -121,17 +121,44 @@ def test_planted_overfitting_is_flagged_with_its_steps_and_the_guide_fix(tmp_pat
     assert "underfitting" not in _codes(findings)
 
 
-def test_planted_collapse_is_an_error(tmp_path):
+def _val_predictions(run_dir, malicious_called, benign_called):
+    """Plant evaluate/val_predictions.jsonl: 10 malicious and 10 benign scripts with the given predictions."""
+    rows = [{"label": "malicious", "prediction": malicious_called}] * 10 + \
+           [{"label": "benign", "prediction": benign_called}] * 10
+    (run_dir / "evaluate" / "val_predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run_dir
+
+
+COLLAPSED_TEST = {"n": 46, "tp": 18, "fp": 28, "tn": 0, "fn": 0, "sensitivity": 1.0, "specificity": 0.0,
+                  "roc_auc": 0.52, "threshold": 0.5}
+
+
+def test_planted_collapse_on_validation_is_an_error_with_changes(tmp_path):
     cfg = _cfg("data.balance.method=none", "training.label_smoothing_factor=0.0")
-    collapsed = {"n": 46, "tp": 18, "fp": 28, "tn": 0, "fn": 0, "sensitivity": 1.0, "specificity": 0.0,
-                 "roc_auc": 0.52, "threshold": 0.5}
-    findings = diagnose(_run(tmp_path, _history(cfg, healthy_train, healthy_val), collapsed), cfg)
+    run_dir = _val_predictions(_run(tmp_path, _history(cfg, healthy_train, healthy_val), COLLAPSED_TEST),
+                               "malicious", "malicious")
+    findings = diagnose(run_dir, cfg)
     collapse = next(f for f in findings if f.code == "collapse")
     assert collapse.severity == "error" and findings[0] is collapse  # most severe first
-    assert collapse.evidence["all_scores_one_side"] is True and "specificity is 0.00" in collapse.title
+    assert "specificity is 0.00 on validation" in collapse.title and collapse.evidence["val_tn"] == 0
     assert collapse.changes["data.balance.method"] == "hybrid"
     assert collapse.changes["training.label_smoothing_factor"] == pytest.approx(0.1)
     assert "evaluation.threshold_policy" not in collapse.changes  # ROC AUC 0.52: the ranking itself is poor
+    on_test = next(f for f in findings if f.code == "collapse_on_test")
+    assert on_test.changes == {} and on_test.evidence["all_scores_one_side"] is True
+
+
+def test_collapse_on_test_only_changes_no_config(tmp_path):
+    """Test figures inform; they never feed --write-config (that would tune on the test set)."""
+    cfg = _cfg("data.balance.method=none", "training.label_smoothing_factor=0.0")
+    run_dir = _val_predictions(_run(tmp_path, _history(cfg, healthy_train, healthy_val), COLLAPSED_TEST),
+                               "malicious", "benign")  # validation is fine at the chosen threshold
+    findings = diagnose(run_dir, cfg)
+    assert "collapse" not in _codes(findings)
+    on_test = next(f for f in findings if f.code == "collapse_on_test")
+    assert on_test.changes == {} and "specificity is 0.00 on test" in on_test.title
+    assert "data.balance.method" not in suggested_changes(findings)
+    assert "training.label_smoothing_factor" not in suggested_changes(findings)
 
 
 def test_planted_exploding_gradient_names_the_step(tmp_path):
@@ -238,3 +265,13 @@ def test_read_log_separates_the_final_evaluation():
     log = read_log(_history(cfg, healthy_train, healthy_val))
     assert log.steps_per_epoch == STEPS_PER_EPOCH and log.last_step == 60
     assert [e["step"] for e in log.evals] == list(range(0, 61, 10)) and log.final["step"] == 60
+
+
+def test_early_stopping_inside_warmup_reads_the_per_epoch_interval_from_the_log(tmp_path):
+    """With training.eval_per_epoch, eval_steps in the config is not the cadence: the log's is (every 10 here)."""
+    cfg = _cfg("training.warmup_ratio=0", "training.warmup_steps=40", "training.early_stopping_patience=1",
+               "training.eval_per_epoch=3", "training.eval_steps=1")
+    history = _history(cfg, healthy_train, healthy_val, last=20, lr=_expected_lr(cfg, 60))
+    finding = next(f for f in diagnose(_run(tmp_path, history), cfg) if f.code == "early_stop_in_warmup")
+    assert finding.evidence["eval_steps"] == 10
+    assert finding.changes["training.early_stopping_patience"] == 5  # ceil(40 / 10) + 1, not 41

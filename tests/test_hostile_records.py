@@ -129,11 +129,10 @@ def test_stage_summaries_and_status_never_print_raw_escapes(hostile_folder, tmp_
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
     """An untrained tiny classifier: what it says does not matter here, only how it is printed."""
-    from pipeline.model import backends
+    from .model_configs import load_tiny
     from pipeline.model.classifier import Classifier
 
-    model, tokenizer, _ = backends.load_model(backends.TINY, "hf", max_length=64, finetuning_type="full",
-                                              tiny={"vocab_size": 512}, tokenizer_texts=[PS, PY, SH, JS], seed=0)
+    model, tokenizer, _ = load_tiny([PS, PY, SH, JS], 64, "full")
     return Classifier.save(model, tokenizer, tmp_path_factory.mktemp("clf") / "clf", base_model=None, max_length=64,
                            head_ratio=0.75)
 

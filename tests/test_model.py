@@ -8,8 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pipeline.config import ConfigError, LoraSection, ModelConfig, load_config
 from pipeline.model import backends, head, prompt
 from pipeline.model.tiny import build_tiny_model, train_tokenizer
+from tests.model_configs import load_tiny
 
 torch.set_num_threads(1)
 MAX_LEN = 96
@@ -48,9 +50,7 @@ def perturbed(model, seed=1):
 
 
 def load(finetuning_type, **kw):
-    model, tokenizer, info = backends.load_model(backends.TINY, "hf", max_length=MAX_LEN, finetuning_type=finetuning_type,
-                                                 tiny={"vocab_size": 512}, tokenizer_texts=TEXTS, seed=0, **kw)
-    return model, tokenizer, info
+    return load_tiny(TEXTS, MAX_LEN, finetuning_type, **kw)
 
 
 # ---- tokenizer and tiny model ----------------------------------------------------------------------------------
@@ -208,6 +208,7 @@ def test_lora_loads_onto_a_base_rebuilt_by_name(tmp_path):
     untrimmed = build_tiny_model(len(tokenizer), max_position_embeddings=MAX_LEN, pad_token_id=tokenizer.pad_token_id,
                                  seed=0)
     untrimmed.save_pretrained(base_dir)
+    tokenizer.save_pretrained(base_dir)
     out = head.save_classifier(model, tokenizer, tmp_path / "clf", base_model=str(base_dir))
     assert not (out / "base").exists()
     loaded, loaded_tok = head.load_classifier(out)
@@ -244,21 +245,22 @@ def test_backend_choice_never_imports_unsloth_without_cuda(monkeypatch):
     assert backends.choose_backend("hf") == "hf"
     with pytest.raises(ValueError, match="CUDA"):
         backends.choose_backend("unsloth")
-    with pytest.raises(ValueError, match="backend"):
-        backends.choose_backend("vllm")
+    with pytest.raises(ConfigError, match="model.backend"):  # the schema checks the name: one source of truth
+        load_config(overrides=["model.backend=vllm"])
     assert "unsloth" not in sys.modules
 
 
 def test_4bit_on_cpu_names_the_override(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="--set model.load_in_4bit=false"):
-        backends.load_model(backends.TINY, "hf", max_length=MAX_LEN, load_in_4bit=True, tokenizer_texts=TEXTS)
+        backends.load_model(ModelConfig(model_id="some/model", load_in_4bit=True, max_length=MAX_LEN), LoraSection(),
+                            device=backends.resolve_device("auto"), seed=0)
 
 
 def test_target_modules_are_checked_against_the_model(tok):
     model = build_tiny_model(len(tok))
     real = ["c_fc", "c_proj", "k_proj", "o_proj", "q_proj", "v_proj"]
-    assert backends.validate_target_modules(model, "all-linear") == real
+    assert backends.validate_target_modules(model, ["all-linear"]) == real
     assert backends.validate_target_modules(model, ["q_proj", "v_proj"]) == ["q_proj", "v_proj"]
     with pytest.raises(ValueError, match="gate_proj") as e:
         backends.validate_target_modules(model, ["q_proj", "gate_proj", "up_proj", "down_proj"])
@@ -270,12 +272,13 @@ def test_unreachable_hub_is_one_clear_error(monkeypatch, tmp_path):
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # as with no network, without the retries
     with pytest.raises(backends.ModelUnavailable, match="unreachable.*local directory") as e:
-        backends.load_model("bigcode/starcoder2-3b", "hf", max_length=MAX_LEN, cache_dir=str(tmp_path))
+        backends.load_model(ModelConfig(model_id="sgpipe-tests/no-such-model", backend="hf", load_in_4bit=False,
+                                        max_length=MAX_LEN), LoraSection(), device="cpu", seed=0)
     assert e.value.__cause__ is None and e.value.__suppress_context__
 
 
 def test_load_model_lora_trains_adapters_and_the_two_row_head():
-    model, tokenizer, info = load("lora", lora_r=4, target_modules=["q_proj", "v_proj"])
+    model, tokenizer, info = load("lora", lora={"r": 4, "target_modules": ["q_proj", "v_proj"]})
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n or "lm_head.modules_to_save" in n for n in trainable)
     assert any("lm_head.modules_to_save" in n for n in trainable)

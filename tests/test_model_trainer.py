@@ -10,8 +10,9 @@ from datasets import Dataset
 from transformers import EarlyStoppingCallback, TrainerCallback
 from trl import SFTConfig
 
-from pipeline.model import backends, head, prompt
+from pipeline.model import head, prompt
 from pipeline.model.trainer import VerdictTrainer, compute_verdict_metrics
+from tests.model_configs import load_tiny
 
 torch.set_num_threads(1)
 MAX_LEN = 96
@@ -49,8 +50,7 @@ def config(out, **overrides) -> SFTConfig:
 
 
 def trainer_for(finetuning_type, out, label_smoothing=0.1, callbacks=None, **overrides):
-    model, tokenizer, _ = backends.load_model(backends.TINY, "hf", max_length=MAX_LEN, finetuning_type=finetuning_type,
-                                              tiny={"vocab_size": 512}, tokenizer_texts=[r[0] for r in TRAIN], seed=0)
+    model, tokenizer, _ = load_tiny([r[0] for r in TRAIN], MAX_LEN, finetuning_type)
     return VerdictTrainer(model, config(out, **overrides), label_smoothing=label_smoothing,
                           train_dataset=dataset(TRAIN, tokenizer), eval_dataset=dataset(VAL, tokenizer),
                           processing_class=tokenizer, compute_metrics=compute_verdict_metrics, callbacks=callbacks)

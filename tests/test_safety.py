@@ -123,10 +123,9 @@ MAX_LEN = 64
 
 
 def _tiny(**kw):
-    from pipeline.model import backends
+    from .model_configs import load_tiny
 
-    return backends.load_model(backends.TINY, "hf", max_length=MAX_LEN, finetuning_type="full",
-                               tiny={"vocab_size": 512}, tokenizer_texts=TEXTS, seed=0, **kw)
+    return load_tiny(TEXTS, MAX_LEN, "full", **kw)
 
 
 def test_trust_remote_code_is_off_by_default_and_loud_when_on(caplog):

@@ -13,7 +13,7 @@ FAST = [*FAST_TRAINING, "training.save_total_limit=5"]
 def test_config_maps_onto_sft_config_with_cpu_fallbacks(tmp_path):
     cfg = load_config(overrides=["model.load_in_4bit=false", "training.warmup_steps=0", "training.warmup_ratio=0.1"])
     notes = []
-    args = training_arguments(cfg, tmp_path, "cpu", notes.append)
+    args = training_arguments(cfg, tmp_path, "cpu", notes.append, 100)
     t = cfg.training
     assert args.optim == "adamw_torch" and any("paged_adamw_8bit" in n for n in notes)  # 8-bit optimisers need CUDA
     assert not args.bf16 and not args.fp16 and args.use_cpu
@@ -25,7 +25,8 @@ def test_config_maps_onto_sft_config_with_cpu_fallbacks(tmp_path):
     assert args.label_smoothing_factor == 0 and not args.packing and args.completion_only_loss
     assert args.train_sampling_strategy == "group_by_length" and args.max_length == cfg.model.max_length
     auc = training_arguments(load_config(overrides=["model.load_in_4bit=false",
-                                                    "training.metric_for_best_model=eval_roc_auc"]), tmp_path, "cpu", print)
+                                                    "training.metric_for_best_model=eval_roc_auc"]), tmp_path, "cpu", print,
+                             100)
     assert auc.greater_is_better
 
 

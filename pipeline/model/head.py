@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -159,11 +159,13 @@ def _base_state_dict(peft_model) -> dict[str, torch.Tensor]:
     return state
 
 
-def save_classifier(model, tokenizer, out_dir: str | Path, *, base_model: str | None) -> Path:
+def save_classifier(model, tokenizer, out_dir: str | Path, *, base_model: str | None,
+                    model_config: dict | None = None) -> Path:
     """Write a trained classifier to `out_dir` (see the module docstring for the layout).
 
     `base_model`: for LoRA, the name or path `load_classifier` reloads the base from (e.g. "bigcode/starcoder2-3b");
     None stores the base weights in `out_dir/base` instead (required for the randomly initialised tiny model).
+    `model_config`: the run's `model` section (JSON), recorded so the base is reloaded exactly as it was trained.
     """
     from safetensors.torch import save_file
 
@@ -187,6 +189,7 @@ def save_classifier(model, tokenizer, out_dir: str | Path, *, base_model: str | 
         "labels": list(LABELS),
         "label_token_ids": list(label_ids),
         "base_model": base_model if peft else None,
+        "model_config": model_config,
         "prompt": {"prefix": prompt.PREFIX, "suffix": prompt.SUFFIX, "marker": prompt.MARKER,
                    "label_words": list(prompt.LABEL_WORDS)},
     })
@@ -231,22 +234,30 @@ def load_trimmed_model(directory: str | Path, *, dtype: torch.dtype = torch.floa
     return model.eval()
 
 
-def _default_base_loader(name: str):
-    from transformers import AutoModelForCausalLM
+def _base_config(meta: dict, path: Path):
+    """The run's `model` section as the classifier recorded it (train writes it; older directories only named the
+    base, which is then loaded unquantized by transformers)."""
+    from pipeline.config import ModelConfig
 
-    return AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+    if meta.get("model_config"):
+        return ModelConfig.model_validate(meta["model_config"])
+    if not meta.get("base_model"):
+        raise ValueError(f"{path / CLASSIFIER_FILE}: a LoRA classifier with neither base/ nor base_model")
+    return ModelConfig(model_id=meta["base_model"], backend="hf", load_in_4bit=False)
 
 
-def load_classifier(path: str | Path, base_model_loader: Callable[[str], object] | None = None, *,
-                    allow_pickle: bool = False):
-    """(model, tokenizer) from a directory written by `save_classifier`, in eval mode.
+def load_classifier(path: str | Path, *, device: str = "cpu", allow_pickle: bool = False,
+                    merge_dtype: torch.dtype | None = None):
+    """(model, tokenizer) from a directory written by `save_classifier`, in eval mode, on `device` (cpu | cuda).
 
-    For LoRA without a stored base, `base_model_loader(name)` returns the untrimmed base (default: fp32 from
-    `AutoModelForCausalLM`; pass the backend's loader for 4-bit); its head is trimmed the same way, then the adapter
-    (with its trained 2-row head) is applied.
+    A LoRA adapter whose base is not stored is applied to the base that `backends.load_base` builds from the run's
+    recorded `model` settings (backend, 4-bit, dtype): the same model evaluate, predict and training saw.
+    `merge_dtype` (export): load an unquantized base in that dtype instead, since LoRA cannot merge into 4-bit weights.
     """
     from peft import PeftModel
     from transformers import AutoTokenizer
+
+    from pipeline.model import backends
 
     path = Path(path)
     meta_file = path / CLASSIFIER_FILE
@@ -254,15 +265,21 @@ def load_classifier(path: str | Path, base_model_loader: Callable[[str], object]
         raise FileNotFoundError(f"{meta_file} is missing: {path} was not written by save_classifier")
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
     tokenizer = AutoTokenizer.from_pretrained(path)
+    where = backends.placement(device)
+    stored_dtype = merge_dtype or torch.float32  # stored weights are fp32: full fine-tuning trains an fp32 copy
     if meta["format"] == "full":
-        return load_trimmed_model(path, allow_pickle=allow_pickle), tokenizer
+        return load_trimmed_model(path, dtype=stored_dtype, allow_pickle=allow_pickle).to(where), tokenizer
     if not (path / "adapter_model.safetensors").exists() and not allow_pickle:
         raise FileNotFoundError(f"{path / 'adapter_model.safetensors'} is missing (pickled adapters need allow_pickle: "
                                 "--set model.allow_pickle_weights=true, for checkpoints you trust)")
     if (path / "base").is_dir():
-        base = load_trimmed_model(path / "base", allow_pickle=allow_pickle)
+        base = load_trimmed_model(path / "base", dtype=stored_dtype, allow_pickle=allow_pickle).to(where)
     else:
-        base = trim_lm_head((base_model_loader or _default_base_loader)(meta["base_model"]), meta["label_token_ids"])
+        model_cfg = _base_config(meta, path)
+        if merge_dtype is not None:
+            model_cfg = model_cfg.model_copy(update={"load_in_4bit": False})
+        base, _ = backends.load_base(model_cfg, device=device, dtype=merge_dtype)
+        base = trim_lm_head(base, meta["label_token_ids"])
     return PeftModel.from_pretrained(base, path, is_trainable=False).eval(), tokenizer
 
 
@@ -273,7 +290,7 @@ def export_sequence_classifier(model, tokenizer, out_dir: str | Path, *, max_len
     """Write a standard `Starcoder2ForSequenceClassification` (num_labels 2) + tokenizer + `sgpipe_prompt.json`.
 
     LoRA is merged into a copy of the model (the argument is left as it is); the base must not be quantized, since
-    merging into 4-bit weights doubles the rounding error: reload with `load_classifier` on an fp32 base first.
+    merging into 4-bit weights doubles the rounding error: reload with `load_classifier(..., merge_dtype=...)` first.
     Its `score` layer reads the last non-pad token, which is where the verdict is predicted, so on prompts from
     `prompt.encode` (recorded in sgpipe_prompt.json) it gives the same probabilities as `score`.
     """
@@ -281,8 +298,8 @@ def export_sequence_classifier(model, tokenizer, out_dir: str | Path, *, max_len
 
     if _is_peft(model):
         if _is_quantized(model):
-            raise ValueError("cannot merge LoRA into a quantized base: load_classifier(..., base_model_loader=<fp32 "
-                             "loader>) and export that")
+            raise ValueError("cannot merge LoRA into a quantized base: load_classifier(..., merge_dtype=torch.float32) "
+                             "and export that")
         model = copy.deepcopy(model).merge_and_unload()
     head = model.get_output_embeddings()
     if head.weight.shape[0] != 2:

@@ -55,7 +55,8 @@ def run(ctx: StageContext) -> dict:
     y_val = np.array([r.y for r in val])
     y_test = np.array([r.y for r in test])
 
-    classifier = Classifier.load(ctx.input("train", "classifier"), allow_pickle=ctx.config.model.allow_pickle_weights)
+    classifier = Classifier.load(ctx.input("train", "classifier"), device=ctx.config.model.device,
+                                 allow_pickle=ctx.config.model.allow_pickle_weights)
     batch = ctx.config.training.per_device_eval_batch_size
     s_val = classifier.score_records(val, batch)
     chosen = M.choose_threshold(y_val, s_val, cfg.threshold_policy, target=cfg.target, fixed=cfg.fixed_threshold,
@@ -108,7 +109,7 @@ def evaluate_external(config, run_dir: Path, paths: list[str], out_dir: Path, lo
     if len({r.label for r in records}) < 2:
         raise ValueError(f"{paths}: {len(records)} usable labelled scripts ({len(rejects)} rejected) and not both "
                          "labels; evaluation needs malicious and benign examples")
-    classifier = open_classifier(run_dir, allow_pickle=config.model.allow_pickle_weights)
+    classifier = open_classifier(run_dir, device=config.model.device, allow_pickle=config.model.allow_pickle_weights)
     if classifier.threshold is None:
         raise ValueError(f"{run_dir / 'evaluate' / 'threshold.json'} is missing: run `sgpipe evaluate` first")
     y = np.array([r.y for r in records])

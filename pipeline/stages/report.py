@@ -88,7 +88,24 @@ class Alarm:
     text: str
 
 
-Block = Heading | Para | Table | Code | Image | Alarm
+@dataclass
+class Highlight:
+    """A code excerpt whose explained lines are marked: 1-based line -> contribution to P(malicious)."""
+    text: str
+    marks: dict[int, float]
+
+
+Block = Heading | Para | Table | Code | Image | Alarm | Highlight
+
+
+def gutter(b: Highlight) -> str:
+    """The excerpt with a line-number gutter; marked lines carry '>>' and their contribution (markdown view)."""
+    width = len(str(b.text.count("\n") + 1))
+    rows = []
+    for n, line in enumerate(b.text.split("\n"), 1):
+        mark = f">> {b.marks[n]:+.3f}" if n in b.marks else ""
+        rows.append(f"{mark:>10} {n:>{width}} | {line}")
+    return "\n".join(rows)
 
 
 # ---------------------------------------------------------------------------------------------------- markdown
@@ -130,6 +147,8 @@ def to_markdown(blocks: list[Block]) -> str:
                 out.append(md_table(b.header, b.rows))
             case Code():
                 out.append(md_code(b.text))
+            case Highlight():
+                out.append(md_code(gutter(b)))
             case Image():
                 out.append(f"![{md_text(b.caption)}]({b.file})")  # our own file names: nothing to escape
     return "\n\n".join(out) + "\n"
@@ -145,6 +164,7 @@ pre { background: #f6f8fa; border: 1px solid #ddd; padding: 0.6rem; overflow-x: 
       word-break: break-all; }
 .alarm { background: #fde8e8; border: 2px solid #c00; padding: 0.8rem; font-weight: 600; }
 figure { display: inline-block; margin: 0.5rem; } img { max-width: 100%; }
+mark { background: #f6b0b0; } mark.neg { background: #b0c8f6; }
 """
 
 
@@ -173,6 +193,10 @@ def to_html(blocks: list[Block], title: str, images: dict[str, bytes]) -> str:
                 out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
             case Code():
                 out.append(f"<pre><code>{esc(b.text)}</code></pre>")
+            case Highlight():
+                lines = [f'<mark{"" if b.marks[n] >= 0 else " class=neg"} title="{b.marks[n]:+.4f}">{esc(line)}</mark>'
+                         if n in b.marks else esc(line) for n, line in enumerate(b.text.split("\n"), 1)]
+                out.append("<pre><code>" + "\n".join(lines) + "</code></pre>")
             case Image():
                 data = base64.b64encode(images[b.file]).decode("ascii")
                 out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{esc(b.caption)}">'
@@ -282,6 +306,8 @@ class Inputs:
     excerpt_chars: int
     config_yaml: str
     plots: dict[str, str | None]  # file -> None when drawn, else why it was skipped
+    faithfulness: list[dict] | None = None  # explain.faithfulness rows; None when not measured
+    explain_note: str | None = None  # why examples are not explained, when they are not
 
 
 # ----------------------------------------------------------------------------------------------- the sections
@@ -466,10 +492,31 @@ def _examples(a: Inputs, title: str, rows: list[dict], what: str) -> list[Block]
         if text is None:
             out.append(Para("Text not found in split/test.jsonl (evaluate scored another file)."))
             continue
-        out.append(Code(text[:a.excerpt_chars]))
+        e = p.get("explanation")
+        marks = {u.line: u.contribution for u in e.lines if u.line == u.line_end} if e else {}
+        out.append(Highlight(text[:a.excerpt_chars], marks) if e else Code(text[:a.excerpt_chars]))
         if len(text) > a.excerpt_chars:
             out.append(Para(f"(first {a.excerpt_chars} of {len(text)} characters)"))
+        if e and e.lines:
+            out.append(Table(["line", "contribution", "text"],
+                             [[u.line if u.line == u.line_end else f"{u.line}-{u.line_end}", f"{u.contribution:+.4f}",
+                               u.text] for u in e.lines]))
     return out
+
+
+def _faithfulness(a: Inputs) -> list[Block]:
+    out: list[Block] = [Heading("Explanations: faithfulness")]
+    if a.explain_note:
+        out.append(Para(a.explain_note))
+    if not a.faithfulness:
+        return out + ([] if a.explain_note else [Para("Not measured (report.faithfulness_scripts is 0).")])
+    out.append(Para("Worst examples mark their top lines: the lines whose removal lowers P(malicious) most "
+                    "(occlusion through predict's own prompt, truncation and scoring; `sgpipe explain`). Are they the "
+                    "lines that matter? On true positives of the test split, the mean drop in P(malicious) when each "
+                    "script's top-k lines are removed, beside removing k random lines (fixed seed); a script counts "
+                    "for k when it has more than k non-blank lines the model read."))
+    return out + [Table(["k", "scripts", "mean drop, top-k lines", "mean drop, k random lines"],
+                        [[r["k"], r["n"], _m(r["top_drop"]), _m(r["random_drop"])] for r in a.faithfulness])]
 
 
 def document(a: Inputs) -> list[Block]:
@@ -488,6 +535,7 @@ def document(a: Inputs) -> list[Block]:
                         "false positive")
     blocks += _examples(a, "False negatives (malicious scripts with the lowest scores)", a.false_negatives,
                         "false negative")
+    blocks += _faithfulness(a)
     blocks += [Heading("Resolved configuration"), Code(a.config_yaml)]
     return blocks
 
@@ -536,6 +584,33 @@ def ran_config(ctx: StageContext, manifests: dict) -> dict:
         slices.update(manifest.get("config") or {})
     slices.update({key: ctx.config.slice(key) for key in ctx.stage.reads})
     return nest(slices)
+def _explanations(ctx: StageContext, examples: list[dict], tps: list[dict], texts: dict[str, str],
+                  threshold: float | None) -> tuple[dict, list[dict] | None, str | None]:
+    """(id -> Explanation of each worst example, faithfulness rows, why nothing was explained) with the run's model."""
+    from ..explain import ClassifierScorer, explain_text, faithfulness
+
+    cfg = ctx.config.report
+    if not cfg.explain_lines and not cfg.faithfulness_scripts:
+        return {}, None, "Explanations are off (report.explain_lines and report.faithfulness_scripts are 0)."
+    classifier_dir = ctx.run_dir / "train" / "classifier"
+    if not classifier_dir.is_dir():
+        return {}, None, f"No explanations: {classifier_dir} is missing."
+    from ..model.classifier import Classifier
+
+    classifier = Classifier.load(classifier_dir, device=ctx.config.model.device,
+                                 allow_pickle=ctx.config.model.allow_pickle_weights)
+    scorer = ClassifierScorer(classifier, ctx.config.training.per_device_eval_batch_size)
+    t = 0.5 if threshold is None else threshold
+    explained = {}
+    for p in examples if cfg.explain_lines else []:
+        if texts.get(p["id"]) is not None:
+            e = explain_text(texts[p["id"]], p.get("lang") or "unknown", scorer, t, p.get("source") or "")
+            e.lines = e.lines[:cfg.explain_lines]
+            explained[p["id"]] = e
+    chosen = [p for p in tps if texts.get(p["id"]) is not None]
+    faithful = faithfulness([texts[p["id"]] for p in chosen], [p.get("lang") or "unknown" for p in chosen], scorer,
+                            seed=ctx.config.run.seed) if cfg.faithfulness_scripts else None
+    return explained, faithful, None
 
 
 def run(ctx: StageContext) -> dict:
@@ -565,17 +640,22 @@ def run(ctx: StageContext) -> dict:
     write_json(ctx.out / "metrics.json", metrics)
 
     fps, fns = worst(preds, cfg.worst_examples)
-    texts = _texts(ctx.input("split", "test.jsonl"), {p["id"] for p in fps + fns})
+    tps = [p for p in preds if p["label"] == "malicious" and p["prediction"] == "malicious"][:cfg.faithfulness_scripts]
+    texts = _texts(ctx.input("split", "test.jsonl"), {p["id"] for p in fps + fns + tps})
+    explained, faithful, note = _explanations(ctx, fps + fns, tps, texts, chosen.get("threshold"))
     rejected_path = _optional(ctx, "ingest", "rejected.jsonl")
     inputs = Inputs(
         run_name=name, metrics=metrics, manifests=manifests, history=history,
         conflicts=_read_jsonl(ctx.input("dedup", "conflicts.jsonl"), LIST_LIMIT),
         rejected=_read_jsonl(rejected_path, LIST_LIMIT) if rejected_path else [],
-        false_positives=[{**p, "text": texts.get(p["id"])} for p in fps],
-        false_negatives=[{**p, "text": texts.get(p["id"])} for p in fns],
+        false_positives=[{**p, "text": texts.get(p["id"]), "explanation": explained.get(p["id"])} for p in fps],
+        false_negatives=[{**p, "text": texts.get(p["id"]), "explanation": explained.get(p["id"])} for p in fns],
+        faithfulness=faithful, explain_note=note,
         excerpt_chars=cfg.excerpt_chars,
         config_yaml=yaml.safe_dump(ran_config(ctx, manifests), sort_keys=False, allow_unicode=True),
         plots=draw_plots(ctx.out, metrics, preds, y, base_scores, history))
+    if faithful is not None:
+        write_json(ctx.out / "faithfulness.json", faithful)
     blocks = document(inputs)
     (ctx.out / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
     images = {f: (ctx.out / f).read_bytes() for f, reason in inputs.plots.items() if reason is None}

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import TINY_MODEL_ID, Config
+from ..model import backends
 from ..records import read_records, write_json
 from ..runner import StageContext, StageError, is_main_process
 
@@ -26,17 +27,12 @@ CHECKPOINTS = "checkpoints"
 WALL_CLOCK = ("_runtime", "_per_second", "_preparation_time")  # log keys that measure time, not the model
 
 
-def resolve_device(requested: str) -> str:
-    import torch
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise StageError("model.device=cuda but no CUDA device is visible: use --set model.device=cpu "
-                         "(and model.load_in_4bit=false)")
-    return "cuda" if requested == "auto" and torch.cuda.is_available() else ("cpu" if requested == "auto" else requested)
-
-
-def training_arguments(cfg: Config, output_dir: Path, device: str, log) -> "SFTConfig":
-    """Every `training.*` key, mapped onto SFTConfig; GPU-only features are turned off on CPU, and said so."""
+def training_arguments(cfg: Config, output_dir: Path, device: str, log, train_rows: int) -> "SFTConfig":
+    """Every `training.*` key, mapped onto SFTConfig; GPU-only features are turned off on CPU, and said so.
+    Evaluation and checkpoint intervals come from plan.cadence (eval_per_epoch needs the number of training rows)."""
     from trl import SFTConfig
+
+    from ..plan import cadence, world_size
 
     t, cuda = cfg.training, device == "cuda"
     optim = t.optim
@@ -46,6 +42,7 @@ def training_arguments(cfg: Config, output_dir: Path, device: str, log) -> "SFTC
     if not cuda and (t.bf16 or t.fp16 or t.tf32):
         log("[train] bf16/fp16/tf32 are GPU features: training in fp32 on CPU")
     evaluating = t.eval_strategy != "no"
+    steps = cadence(t, train_rows, world_size())
     return SFTConfig(
         output_dir=str(output_dir),
         per_device_train_batch_size=t.per_device_train_batch_size,
@@ -55,9 +52,9 @@ def training_arguments(cfg: Config, output_dir: Path, device: str, log) -> "SFTC
         lr_scheduler_type=t.lr_scheduler_type,
         warmup_steps=t.warmup_steps if t.warmup_steps else t.warmup_ratio,  # transformers 5: a float < 1 is a ratio
         max_grad_norm=t.max_grad_norm, num_train_epochs=t.num_epochs, max_steps=t.max_steps,
-        eval_strategy=t.eval_strategy, eval_steps=t.eval_steps,
+        eval_strategy=t.eval_strategy, eval_steps=steps.eval_steps,
         save_strategy=t.eval_strategy if (t.load_best_model_at_end and evaluating) else "steps",
-        save_steps=t.save_steps, save_total_limit=t.save_total_limit, logging_steps=t.logging_steps,
+        save_steps=steps.save_steps, save_total_limit=t.save_total_limit, logging_steps=t.logging_steps,
         logging_first_step=True,
         load_best_model_at_end=t.load_best_model_at_end, metric_for_best_model=t.metric_for_best_model,
         greater_is_better=t.metric_for_best_model != "eval_loss",
@@ -72,6 +69,23 @@ def training_arguments(cfg: Config, output_dir: Path, device: str, log) -> "SFTC
     )
 
 
+def untrained_eval_callback(metrics: dict):
+    """A callback that puts the untrained model's evaluation first in the trainer's log_history, at step 0.
+
+    The Trainer starts a fresh state (empty log_history) when training begins, so an evaluation made before
+    `train()` would otherwise be lost: val_loss_start and diagnose's "never below the untrained model" need it.
+    """
+    from transformers import TrainerCallback
+
+    entry = {**metrics, "epoch": 0.0, "step": 0}
+
+    class UntrainedEval(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            state.log_history.insert(0, dict(entry))
+
+    return UntrainedEval()
+
+
 def class_weights(labels: list[int], mode: str) -> tuple[float, float] | None:
     if mode == "none":
         return None
@@ -80,12 +94,12 @@ def class_weights(labels: list[int], mode: str) -> tuple[float, float] | None:
 
 
 def run(ctx: StageContext) -> dict:
+    backends.import_backend(ctx.config.model)  # first: unsloth must patch transformers/trl/datasets/peft before use
     import torch
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
-    from ..model.backends import load_model
     from ..model.classifier import Classifier
     from ..model.prompt import build_training_row
     from ..model.trainer import VerdictTrainer, compute_verdict_metrics
@@ -98,19 +112,16 @@ def run(ctx: StageContext) -> dict:
     if t.torch_threads:
         torch.set_num_threads(t.torch_threads)
     set_seed(cfg.run.seed)
-    device = resolve_device(m.device)
+    try:
+        device = backends.resolve_device(m.device)
+    except ValueError as e:
+        raise StageError(str(e)) from None
     train_records = list(read_records(ctx.input("balance", "train.jsonl")))
     val_records = list(read_records(ctx.input("split", "val.jsonl")))
     tiny = m.model_id == TINY_MODEL_ID
-    model, tokenizer, info = load_model(
-        m.model_id, m.backend, max_length=m.max_length, load_in_4bit=m.load_in_4bit,
-        quant_type=m.bnb_4bit_quant_type, compute_dtype=m.bnb_4bit_compute_dtype,
-        double_quant=m.bnb_4bit_use_double_quant, use_flash_attention_2=m.use_flash_attention_2,
-        gradient_checkpointing=m.gradient_checkpointing, trust_remote_code=m.trust_remote_code, device=device,
-        finetuning_type=m.finetuning_type, lora_r=cfg.lora.r, lora_alpha=cfg.lora.alpha,
-        lora_dropout=cfg.lora.dropout, target_modules=cfg.lora.target_modules, use_rslora=cfg.lora.use_rslora,
-        use_dora=cfg.lora.use_dora, seed=cfg.run.seed, tiny=m.tiny.model_dump() if tiny else None,
-        # the tokenizer learns from distinct training texts only: val and test never shape it
+    model, tokenizer, info = backends.load_model(
+        m, cfg.lora, device=device, seed=cfg.run.seed,
+        # the tiny model's tokenizer learns from distinct training texts only: val and test never shape it
         tokenizer_texts=sorted({r.text for r in train_records}) if tiny else None)
     ctx.log(f"[train] {info}")
 
@@ -121,7 +132,7 @@ def run(ctx: StageContext) -> dict:
     train_ds, val_ds = rows(train_records), rows(val_records)
     checkpoints = ctx.work / CHECKPOINTS
     resume = _resume_point(ctx, checkpoints, get_last_checkpoint)
-    args = training_arguments(cfg, checkpoints, device, ctx.log)
+    args = training_arguments(cfg, checkpoints, device, ctx.log, len(train_ds))
     setup_tracking(cfg, ctx.log)
     callbacks = [run_metadata_callback({
         "sgpipe": cfg.model_dump(mode="json"), "env": environment(),
@@ -145,13 +156,14 @@ def run(ctx: StageContext) -> dict:
     if t.eval_strategy != "no" and resume is None:
         # The untrained model's val loss, for the record. Not `eval_on_start`: that would make the untrained model the
         # best so far, so early stopping could count its patience from step 0 and keep a worse checkpoint.
-        trainer.evaluate()
+        trainer.add_callback(untrained_eval_callback(trainer.evaluate()))
     result = trainer.train(resume_from_checkpoint=resume)
     final = trainer.evaluate() if t.eval_strategy != "no" else {}
 
     # ---- cleanup: the best model (already reloaded when load_best_model_at_end), its spec, its history
     Classifier.save(trainer.model, tokenizer, ctx.out / "classifier", base_model=None if tiny else m.model_id,
-                    max_length=m.max_length, head_ratio=m.truncation_head_ratio)
+                    max_length=m.max_length, head_ratio=m.truncation_head_ratio,
+                    model_config=m.model_dump(mode="json"))
     # Wall-clock figures (eval_runtime, *_per_second...) would make identical training runs publish different
     # outputs, and so rerun everything downstream; the time taken is in the manifest (train_seconds).
     history = [{k: v for k, v in h.items() if not k.endswith(WALL_CLOCK)} for h in trainer.state.log_history]

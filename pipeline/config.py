@@ -270,6 +270,12 @@ class TrainingConfig(Section):
     early_stopping_patience: int = _f(2, "Evaluations without improvement before stopping.",
                                       "patience x eval_steps = 100-200 steps.", ge=1, le=100)
     early_stopping_threshold: float = _f(0.001, "Smallest change that counts as an improvement.", ge=0.0, le=1.0)
+    early_stopping_min_epochs: float = _f(1.0, "Epochs that must pass before early stopping may stop training (it "
+                                          "still counts patience before then).", "About 1-2 on small data: the first "
+                                          "evaluations are noisy.", ge=0.0, le=100.0)
+    early_stopping_min_val_scripts: int = _f(100, "Validation scripts below which early stopping is off for the run "
+                                             "(a warning says so): a smaller split's loss is too noisy to stop on. "
+                                             "The best checkpoint is still kept.", ge=0, le=1_000_000)
     bf16: bool = _f(True, "bfloat16 mixed precision (Ampere+ GPUs; off on CPU, logged).")
     fp16: bool = _f(False, "float16 mixed precision (older GPUs).")
     tf32: bool = _f(True, "TF32 matmuls on Ampere+ GPUs.")

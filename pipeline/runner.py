@@ -54,8 +54,8 @@ STAGES: tuple[Stage, ...] = (
                                                       "model.device", "training.per_device_eval_batch_size"),
           "threshold on val, metrics on test, baseline"),
     Stage("report", ("evaluate", "train", "balance", "augment", "split", "dedup", "ingest"),
-          ("report", "run.name", "run.seed", "model.allow_pickle_weights", "model.device",
-           "training.per_device_eval_batch_size"), "markdown, HTML, JSON and plots"),
+          ("report", "run.name", "run.seed", "model.model_id", "model.finetuning_type", "model.allow_pickle_weights",
+           "model.device", "training.per_device_eval_batch_size"), "markdown, HTML, JSON and plots"),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 BY_NAME = {s.name: s for s in STAGES}

@@ -11,8 +11,13 @@ Two scripts are near-duplicates when the Jaccard similarity of their sets of tok
 3. LSH banding: signatures are cut into `bands` bands of `rows` values; scripts that agree on a whole band become
    candidate pairs. `rows` is the largest that still misses a pair at exactly `threshold` with probability <= 1e-4;
 4. candidates whose signatures agree at far fewer positions than `threshold` (4 standard deviations below) are dropped
-   cheaply, and every remaining pair is verified with the exact Jaccard similarity of its shingle sets. Every reported
-   pair therefore really is >= `threshold` (precision 1 by construction); recall is ~1 for pairs at or above it.
+   cheaply, and every remaining pair is verified with the exact Jaccard similarity of its shingle sets, hashed again
+   to 64 bits (`shingles`). 32 bits would not do: a script shorter than the n-gram size has one shingle, so a single
+   hash collision reads as Jaccard 1.0, and among 100,000 distinct `echo N` scripts a few pairs collide in 32 bits.
+   In 64 bits, two distinct shingles collide with probability 2^-64: for single-shingle scripts, about n^2 / 2^65
+   for n of them (3e-8 at n = 1,000,000), and no higher for longer scripts, whose Jaccard one collision moves by
+   less than 1/size. Every reported pair therefore is >= `threshold` up to those odds; recall is ~1 for pairs at or
+   above it.
 
 Determinism: hashing uses fixed constants and `seed` only (never Python's salted `hash`), and a script's shingles and
 signature do not depend on which other scripts share its batch, so results are the same for any `workers`/`batch_size`.
@@ -20,8 +25,8 @@ signature do not depend on which other scripts share its batch, so results are t
 Memory: `NearDuplicateIndex` keeps one signature per script (`num_perm` x 4 bytes: 512 B at 128) and a reference to the
 texts it was fitted on; `fit` reads the texts one batch at a time, as the worker processes take them. LSH bands are
 built one at a time (about 40 bytes per script while one is sorted), union-find takes 16 bytes per script, and pairs
-that fail verification are remembered (they meet again in other bands: a few bytes per script). Shingle sets (4 bytes
-per distinct shingle, about 4 bytes per token) are recomputed while `pairs`/`clusters` verify candidates, only for
+that fail verification are remembered (they meet again in other bands: a few bytes per script). Shingle sets (8 bytes
+per distinct shingle, about 8 bytes per token) are recomputed while `pairs`/`clusters` verify candidates, only for
 texts whose signatures pass the pre-filter, and kept in a cache of at most _CACHE_BYTES. While hashing, a process
 needs about 50 bytes per byte of the ~128 KB of text it hashes at once (50 MB for a single 1 MB script), plus 2 MB
 for MinHash.
@@ -116,8 +121,9 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
     return _POWERS[0][:n], _POWERS[1][:n]
 
 
-def _shingle_arrays(texts: Iterable[str], ngram: int) -> list[np.ndarray]:
-    """Sorted unique uint32 shingle hashes of each text. Texts are hashed together, about _BUFFER_CHARS at a time."""
+def _shingle_arrays(texts: Iterable[str], ngram: int, wide: bool = False) -> list[np.ndarray]:
+    """Sorted unique shingle hashes of each text: uint32 (MinHash), or uint64 with `wide` (exact verification).
+    Texts are hashed together, about _BUFFER_CHARS at a time."""
     if ngram < 1:
         raise ValueError(f"ngram must be >= 1, got {ngram}")
     out: list[np.ndarray] = []
@@ -125,14 +131,14 @@ def _shingle_arrays(texts: Iterable[str], ngram: int) -> list[np.ndarray]:
     size = 0
     for text in texts:
         if group and size + len(text) > _BUFFER_CHARS:
-            out += _shingle_buffer(group, ngram)
+            out += _shingle_buffer(group, ngram, wide)
             group, size = [], 0
         group.append(text)
         size += len(text)
-    return out + _shingle_buffer(group, ngram) if group else out
+    return out + _shingle_buffer(group, ngram, wide) if group else out
 
 
-def _shingle_buffer(texts: list[str], ngram: int) -> list[np.ndarray]:
+def _shingle_buffer(texts: list[str], ngram: int, wide: bool = False) -> list[np.ndarray]:
     """`_shingle_arrays` for texts joined into one byte buffer: every step is one numpy operation over all of them."""
     encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
     lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
@@ -141,7 +147,7 @@ def _shingle_buffer(texts: list[str], ngram: int) -> list[np.ndarray]:
     buf = np.frombuffer(b"\n".join(encoded) + b"\n", dtype=np.uint8)
     starts, ends = _token_bounds(buf)
     if starts.size == 0:
-        return [np.empty(0, dtype=np.uint32) for _ in texts]
+        return [np.empty(0, dtype=_U64 if wide else np.uint32) for _ in texts]
 
     # Token hash: sum of (byte + 1) * P^(offset in token), from prefix sums over the buffer; multiplying by P^-start
     # cancels the token's position, so equal tokens hash equally wherever they are.
@@ -177,7 +183,15 @@ def _shingle_buffer(texts: list[str], ngram: int) -> list[np.ndarray]:
         shingle = np.concatenate([shingle, *extra])
         owner = np.concatenate([owner, short])
 
-    # Sort by (text, hash) in one go, drop repeats, cut per text.
+    if wide:  # 64-bit hashes, for verification: sort by (text, hash), drop repeats, cut per text
+        values = _mix(shingle)
+        order = np.lexsort((values, owner))
+        owner, values = owner[order], values[order]
+        keep = np.concatenate(([True], (owner[1:] != owner[:-1]) | (values[1:] != values[:-1])))
+        owner, values = owner[keep], values[keep]
+        bounds = np.searchsorted(owner, np.arange(len(texts) + 1))
+        return [values[bounds[i]:bounds[i + 1]] for i in range(len(texts))]
+    # 32-bit hashes, for MinHash: sort by (text, hash) in one go as one uint64 key, drop repeats, cut per text.
     key = _sorted_unique((owner.astype(_U64) << _U64(32)) | (_mix(shingle) >> _U64(32)))
     bounds = np.searchsorted((key >> _U64(32)).astype(np.int64), np.arange(len(texts) + 1))
     values = (key & _MASK32).astype(np.uint32)
@@ -185,8 +199,9 @@ def _shingle_buffer(texts: list[str], ngram: int) -> list[np.ndarray]:
 
 
 def shingles(text: str, ngram: int = 5) -> set[int]:
-    """The hashed token n-grams of `text`. Fewer than `ngram` tokens: one shingle of them all; no tokens: empty."""
-    return set(_shingle_arrays([text], ngram)[0].tolist())
+    """The token n-grams of `text` as 64-bit hashes (what verification compares). Fewer than `ngram` tokens: one
+    shingle of them all; no tokens: empty."""
+    return set(_shingle_arrays([text], ngram, wide=True)[0].tolist())
 
 
 def jaccard(a: set[int], b: set[int]) -> float:
@@ -438,7 +453,7 @@ class _ShingleCache:
         """The shingle arrays of texts `ids`; those not cached are read and hashed together."""
         wanted = dict.fromkeys(ids)
         missing = [i for i in wanted if i not in self._arrays]
-        for i, arr in zip(missing, _shingle_arrays((self.texts[i] for i in missing), self.ngram)):
+        for i, arr in zip(missing, _shingle_arrays((self.texts[i] for i in missing), self.ngram, wide=True)):
             self._arrays[i] = arr = arr.copy()  # a copy: the array is a view that would keep its whole batch alive
             self._bytes += arr.nbytes
         for i in wanted:

@@ -12,7 +12,10 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_DATA = ROOT / "data" / "tiny" / "scripts.jsonl"
+# The 190 hand-written scripts (data/tiny/small.jsonl, written by data/tiny/build_tiny.py beside the full
+# scripts.jsonl the demo runs on): enough for every stage and planted case, and keeps the suite fast.
+TINY_DATA = ROOT / "data" / "tiny" / "small.jsonl"
+FULL_TINY_DATA = ROOT / "data" / "tiny" / "scripts.jsonl"
 TINY_CONFIG = ROOT / "configs" / "tiny.yaml"
 # The committed dataset by absolute path (tests run from any cwd), hashed by one process.
 TINY_INPUTS = [f"data.ingest.inputs=[{TINY_DATA}]", "data.dedup.workers=1"]

@@ -131,3 +131,26 @@ def test_metrics_by_hand():
     assert 0 <= m["roc_auc"] <= 1
     one_class = type("P", (), {"predictions": logits[:1], "label_ids": y[:1]})
     assert math.isnan(compute_verdict_metrics(one_class)["roc_auc"])
+
+
+def test_batched_training_rows_equal_the_one_at_a_time_rows():
+    _, tokenizer, _ = load_tiny([r[0] for r in TRAIN], MAX_LEN)
+    rows = TRAIN + VAL + [("x <|endoftext|> <pad>", "bash", "benign")]  # the huge script is cut; special tokens plain
+    texts, langs, labels = zip(*rows)
+    assert prompt.build_training_rows(texts, langs, labels, tokenizer, MAX_LEN) == \
+        [prompt.build_training_row(t, lang, y, tokenizer, MAX_LEN) for t, lang, y in rows]
+
+
+def test_final_metrics_reuse_the_best_checkpoints_evaluation(tmp_path, monkeypatch):
+    trainer = trainer_for("full", tmp_path, callbacks=[EarlyStoppingCallback(early_stopping_patience=2)],
+                          max_steps=24, eval_strategy="steps", eval_steps=6, save_strategy="steps", save_steps=6,
+                          load_best_model_at_end=True, metric_for_best_model="loss", save_total_limit=2)
+    trainer.train()
+    calls = []
+    real = VerdictTrainer.evaluate
+    monkeypatch.setattr(VerdictTrainer, "evaluate", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    final = trainer.final_metrics()
+    assert calls == [] and final["step"] == trainer.state.best_global_step  # read from the log, not evaluated again
+    fresh = real(trainer)  # the reloaded best model, evaluated now: the same figures
+    for key in ("eval_loss", "eval_roc_auc", "eval_specificity", "eval_sensitivity"):
+        assert final[key] == pytest.approx(fresh[key], abs=1e-6)

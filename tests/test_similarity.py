@@ -59,10 +59,26 @@ def test_tokenize_matches_the_documented_regex(text):
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.text(), min_size=1, max_size=4), st.integers(1, 6))
 def test_shingles_of_a_text_do_not_depend_on_its_batch(texts, ngram):
-    together = _shingle_arrays(texts, ngram)
-    for text, arr in zip(texts, together):
-        assert np.array_equal(arr, _shingle_arrays([text], ngram)[0])
-        assert set(arr.tolist()) == shingles(text, ngram)
+    for wide in (False, True):
+        together = _shingle_arrays(texts, ngram, wide)
+        for text, arr in zip(texts, together):
+            assert np.array_equal(arr, _shingle_arrays([text], ngram, wide)[0])
+            if wide:
+                assert set(arr.tolist()) == shingles(text, ngram)
+            else:  # the 32-bit MinHash values are the top halves of the 64-bit verification hashes
+                assert set(arr.tolist()) == {h >> 32 for h in shingles(text, ngram)}
+
+
+def test_distinct_short_scripts_whose_32_bit_shingles_collide_are_not_merged():
+    """`echo 58386` and `echo 232845` have one shingle each, equal in 32 bits (found among 300,000 `echo N`): their
+    MinHash signatures are identical, and a 32-bit verification read Jaccard 1.0 and merged them."""
+    pair = ["echo 58386", "echo 232845"]
+    low = _shingle_arrays(pair, 5)
+    assert np.array_equal(low[0], low[1]) and low[0].size == 1  # the collision the test is about
+    index = NearDuplicateIndex(threshold=0.85, workers=1).fit(pair + ["echo 1", "echo 1 "])
+    assert index.pairs() == [(2, 3, 1.0)]  # the whitespace-only variant is still found
+    assert index.clusters() == [[2, 3]]
+    assert cross_pairs(pair[:1], pair[1:], workers=1) == []
 
 
 def test_shingles_ignore_whitespace_and_short_texts_get_one():

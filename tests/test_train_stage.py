@@ -120,3 +120,62 @@ def test_ddp_on_cpu_with_two_processes(tmp_path, tiny_overrides):
     steps_per_epoch = -(-counts["train_rows"] // (2 * batch))
     assert counts["steps"] == 4 and counts["epochs"] == pytest.approx(4 / steps_per_epoch, abs=0.001)
     assert len(list((tmp_path / ".tmp").glob("*"))) == 0
+
+
+def _weights_digest(classifier_dir) -> str:
+    import hashlib
+
+    from safetensors.torch import load_file
+
+    state = load_file(str(classifier_dir / "model.safetensors"))
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode() + state[key].contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path, tiny_overrides):
+    """A SIGKILL after checkpoint-4, then --resume: the same final weights (digest) and the whole run's mean loss."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    overrides = [*tiny_overrides, *FAST, "training.early_stopping=false"]
+    straight_dir, killed_dir = tmp_path / "straight", tmp_path / "killed"
+    cfg = load_config(TINY_CONFIG, overrides=overrides)
+    run_pipeline(cfg, straight_dir, until="balance", log=lambda m: None)
+    straight = run_stage(cfg, straight_dir, "train", log=lambda m: None)
+    run_pipeline(cfg, killed_dir, until="balance", log=lambda m: None)
+    # a child process that SIGKILLs itself right after checkpoint-8 is written (mid-epoch, past an epoch boundary)
+    child = textwrap.dedent(f"""
+        import os, signal
+        from pathlib import Path
+        from transformers import TrainerCallback
+        from pipeline.config import load_config
+        from pipeline.model import trainer
+        from pipeline.runner import run_stage
+
+        class Kill(TrainerCallback):
+            def on_save(self, args, state, control, **kwargs):
+                if state.global_step == 8:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+        init = trainer.VerdictTrainer.__init__
+        def with_kill(self, *a, **k):
+            init(self, *a, **k)
+            self.add_callback(Kill())
+        trainer.VerdictTrainer.__init__ = with_kill
+        run_stage(load_config({str(TINY_CONFIG)!r}, overrides={overrides!r}), Path({str(killed_dir)!r}), "train",
+                  log=lambda m: None)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(TINY_CONFIG.parents[1])}
+    done = subprocess.run([sys.executable, "-c", child], env=env, timeout=600, capture_output=True, text=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert not (killed_dir / "train").exists()
+    resumed = run_stage(cfg, killed_dir, "train", options={"resume": True}, log=lambda m: None)
+    assert resumed["counts"]["resumed_from"] == "checkpoint-8"
+    assert _weights_digest(killed_dir / "train" / "classifier") == _weights_digest(straight_dir / "train" / "classifier")
+    assert resumed["counts"]["train_loss"] == pytest.approx(straight["counts"]["train_loss"], abs=1e-6)
+    assert resumed["counts"]["val_loss_end"] == pytest.approx(straight["counts"]["val_loss_end"], abs=1e-6)

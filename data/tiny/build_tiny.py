@@ -29,7 +29,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from pipeline.records import LABELS, atomic_write, normalise  # noqa: E402
 
-OUT = Path(__file__).with_name("scripts.jsonl")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import families  # noqa: E402  (data/tiny/families.py: the templated families)
+
+OUT = Path(__file__).with_name("scripts.jsonl")  # everything: the demo's data (configs/tiny.yaml)
+SMALL = Path(__file__).with_name("small.jsonl")  # the hand-written scripts only: what the test suite reads
+VARIANTS_PER_FAMILY = 5  # drawings of each family (families.plans())
+FAMILY_SEED = 11  # the drawings' seed
+MAX_SIBLING_J = 0.75  # a drawing this close to a kept sibling is redrawn: well under dedup's 0.85
+COMMENT = re.compile(r"^\s*(#(?!!)|//|REM |')", re.MULTILINE | re.IGNORECASE)  # a comment line, for the figures
 NEAR_DUP_MIN = 0.85  # 5-gram shingle Jaccard at or above which two scripts count as near-duplicates
 SHUFFLE_SEED = 7  # mixes languages and labels so any prefix of the file has both labels
 
@@ -2870,10 +2878,32 @@ def jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
 
-def rows() -> list[dict]:
+def family_scripts() -> dict[str, dict]:
+    """VARIANTS_PER_FAMILY drawings of every family in families.plans(), grouped by family. A drawing too close to one
+    already kept (5-gram Jaccard >= MAX_SIBLING_J) is redrawn, so dedup keeps a family whole."""
+    drawer, out = random.Random(FAMILY_SEED), {}
+    for slug, lang, label, templates in families.plans():
+        kept: list[set] = []
+        for k in range(1, VARIANTS_PER_FAMILY + 1):
+            for _ in range(100):
+                text = families.render_family(templates, lang, drawer)
+                sh = shingles(text)
+                if all(jaccard(sh, other) < MAX_SIBLING_J for other in kept):
+                    break
+            else:
+                raise AssertionError(f"family {slug}: no drawing below Jaccard {MAX_SIBLING_J} in 100 tries")
+            assert not re.search(r"@[A-Za-z]\w*@", text), f"family {slug}: an unfilled @placeholder@ in {text!r}"
+            kept.append(sh)
+            name = f"{slug}-{k:02d}"
+            assert name not in SCRIPTS, f"family script {name} clashes with a hand-written one"
+            out[name] = {"lang": lang, "label": label, "text": text, "group": f"fam-{slug}"}
+    return out
+
+
+def rows(scripts: dict[str, dict]) -> list[dict]:
     """The JSONL rows in file order: fixed shuffle, `group` only where a script has one."""
     out = []
-    for name, s in SCRIPTS.items():
+    for name, s in scripts.items():
         row = {"text": s["text"], "label": s["label"], "lang": s["lang"], "source": f"tiny/{name}"}
         if s["group"]:
             row["group"] = s["group"]
@@ -2882,18 +2912,18 @@ def rows() -> list[dict]:
     return out
 
 
-def check(path: Path) -> None:
+def check(path: Path, scripts: dict[str, dict]) -> None:
     """Re-read the written file and assert what the README promises; print the figures it quotes."""
     raw = path.read_bytes()
     loaded = [json.loads(line) for line in raw.decode("utf-8").splitlines()]  # strict UTF-8 and JSON per line
-    assert len(loaded) == len(SCRIPTS), f"{path}: {len(loaded)} lines, expected {len(SCRIPTS)}"
+    assert len(loaded) == len(scripts), f"{path}: {len(loaded)} lines, expected {len(scripts)}"
     for i, r in enumerate(loaded, 1):
         assert r["text"].strip() and r["label"] in LABELS, f"{path}:{i}: empty text or bad label"
     by_name = {r["source"].removeprefix("tiny/"): r for r in loaded}
 
     sh = {name: shingles(r["text"]) for name, r in by_name.items()}
     planted = {frozenset((a, b)): kind for a, b, kind in PLANTED}
-    print(f"{len(loaded)} scripts, {len(raw) / 1024:.1f} KB")
+    print(f"{path.name}: {len(loaded)} scripts, {len(raw) / 1024:.1f} KB")
     for a, b, kind in PLANTED:
         j = jaccard(sh[a], sh[b])
         same_text = normalise(by_name[a]["text"]) == normalise(by_name[b]["text"])
@@ -2914,22 +2944,39 @@ def check(path: Path) -> None:
     print(f"  max Jaccard among unplanted pairs: {best:.3f} ({best_pair[0]} / {best_pair[1]})")
 
     counts = Counter((r["lang"], r["label"]) for r in loaded)
-    print(f"  {'lang':11s} {'benign':>7s} {'malicious':>9s}")
+    groups = {r["group"] for r in loaded if r.get("group")}
+    print(f"  {len(groups)} groups")
+    print(f"  {'lang':11s} {'benign':>7s} {'malicious':>9s}  mean chars benign / malicious")
     for lang in (PS, JS, PY, SH, BAT, VBS):
         assert counts[lang, B] and counts[lang, M], f"{lang} lacks one of the labels"
-        print(f"  {lang:11s} {counts[lang, B]:7d} {counts[lang, M]:9d}")
+        means = [sum(len(r["text"]) for r in loaded if r["lang"] == lang and r["label"] == label) / counts[lang, label]
+                 for label in (B, M)]
+        print(f"  {lang:11s} {counts[lang, B]:7d} {counts[lang, M]:9d}  {means[0]:5.0f} / {means[1]:5.0f}")
+        assert 0.7 < means[0] / means[1] < 1 / 0.7, f"{lang}: mean lengths {means} let length tell the labels apart"
     for label in LABELS:
         texts = [r["text"] for r in loaded if r["label"] == label]
         chars = sum(map(len, texts)) / len(texts)
         lines = sum(len(t.splitlines()) for t in texts) / len(texts)
-        print(f"  {label:9s} n={len(texts):3d} ({len(texts) / len(loaded):.0%})  mean {chars:.0f} chars, {lines:.1f} lines")
+        commented = sum(bool(COMMENT.search(t)) for t in texts) / len(texts)
+        print(f"  {label:9s} n={len(texts):3d} ({len(texts) / len(loaded):.0%})  mean {chars:.0f} chars, "
+              f"{lines:.1f} lines, {commented:.0%} with a comment line")
+
+
+def jsonl(scripts: dict[str, dict]) -> str:
+    """The file's exact text (tests compare it with the committed files)."""
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows(scripts))
+
+
+def outputs() -> dict[Path, dict[str, dict]]:
+    """Each file the builder writes and the scripts it holds."""
+    return {SMALL: SCRIPTS, OUT: SCRIPTS | family_scripts()}
 
 
 def main() -> None:
-    with atomic_write(OUT) as f:
-        for row in rows():
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    check(OUT)
+    for path, scripts in outputs().items():
+        with atomic_write(path) as f:
+            f.write(jsonl(scripts))
+        check(path, scripts)
 
 
 if __name__ == "__main__":

@@ -254,7 +254,6 @@ def load_classifier(path: str | Path, *, device: str = "cpu", allow_pickle: bool
     recorded `model` settings (backend, 4-bit, dtype): the same model evaluate, predict and training saw.
     `merge_dtype` (export): load an unquantized base in that dtype instead, since LoRA cannot merge into 4-bit weights.
     """
-    from peft import PeftModel
     from transformers import AutoTokenizer
 
     from pipeline.model import backends
@@ -272,6 +271,8 @@ def load_classifier(path: str | Path, *, device: str = "cpu", allow_pickle: bool
     if not (path / "adapter_model.safetensors").exists() and not allow_pickle:
         raise FileNotFoundError(f"{path / 'adapter_model.safetensors'} is missing (pickled adapters need allow_pickle: "
                                 "--set model.allow_pickle_weights=true, for checkpoints you trust)")
+    from peft import PeftModel  # here, not above: a full-format classifier (the tiny default) never pays for peft
+
     if (path / "base").is_dir():
         base = load_trimmed_model(path / "base", dtype=stored_dtype, allow_pickle=allow_pickle).to(where)
     else:

@@ -15,7 +15,7 @@ script gets the same ids in every stage.
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from pipeline.records import LABELS
 
@@ -50,13 +50,18 @@ def encode(text: str, lang: str, tokenizer, max_length: int, head_ratio: float =
     A script too long for the budget keeps its first `head_ratio` and its last `1 - head_ratio` tokens, joined by
     MARKER: droppers often put the payload at the end and the decoder stub at the start.
     """
+    prefix, suffix = _ids(tokenizer, PREFIX.format(lang=lang)), _ids(tokenizer, SUFFIX)
+    script = _ids(tokenizer, text)  # tokenised once, cut by tokens
+    return _fit(prefix, script, suffix, _ids(tokenizer, MARKER), max_length, head_ratio, lang)
+
+
+def _fit(prefix: list[int], script: list[int], suffix: list[int], marker: list[int], max_length: int,
+         head_ratio: float, lang: str) -> list[int]:
+    """prefix + script + suffix, the script cut to its head and tail (joined by marker) to fit max_length - 1."""
     if not 0.0 <= head_ratio <= 1.0:
         raise ValueError(f"head_ratio must be in [0, 1], got {head_ratio}")
-    prefix, suffix = _ids(tokenizer, PREFIX.format(lang=lang)), _ids(tokenizer, SUFFIX)
     budget = max_length - len(prefix) - len(suffix) - 1  # 1: the verdict token
-    script = _ids(tokenizer, text)  # tokenised once, cut by tokens
     if len(script) > budget:
-        marker = _ids(tokenizer, MARKER)
         keep = budget - len(marker)
         if keep < 2:
             raise ValueError(
@@ -79,6 +84,22 @@ def build_training_row(text: str, lang: str, label: str, tokenizer, max_length: 
     verdict = label_token_ids(tokenizer)[LABELS.index(label)]
     prompt = encode(text, lang, tokenizer, max_length, head_ratio)
     return {"input_ids": prompt + [verdict], "completion_mask": [0] * len(prompt) + [1]}
+
+
+def build_training_rows(texts: Sequence[str], langs: Sequence[str], labels: Sequence[str], tokenizer, max_length: int,
+                        head_ratio: float = 0.75) -> list[dict]:
+    """`build_training_row` for many scripts, the same rows: the scripts are tokenised in one batched call (the fast
+    tokenizer's Rust side, in parallel) and the template and label ids once, instead of five calls per script."""
+    verdicts = label_token_ids(tokenizer)
+    scripts = tokenizer(list(texts), add_special_tokens=False, split_special_tokens=True, verbose=False)["input_ids"]
+    suffix, marker, prefixes = _ids(tokenizer, SUFFIX), _ids(tokenizer, MARKER), {}
+    rows = []
+    for script, lang, label in zip(scripts, langs, labels, strict=True):
+        if lang not in prefixes:
+            prefixes[lang] = _ids(tokenizer, PREFIX.format(lang=lang))
+        ids = _fit(prefixes[lang], script, suffix, marker, max_length, head_ratio, lang)
+        rows.append({"input_ids": ids + [verdicts[LABELS.index(label)]], "completion_mask": [0] * len(ids) + [1]})
+    return rows
 
 
 def tokenizer_corpus(texts: Iterable[str]) -> Iterator[str]:

@@ -8,14 +8,26 @@ head.trim_lm_head.
 Training loss: two-way cross-entropy, smoothed over the two labels (`label_smoothing`) and optionally class-weighted.
 Evaluation loss: the plain two-way cross-entropy (no smoothing, no weights), so eval_loss compares across smoothing
 and weighting settings; a smoothed loss has a floor above zero that moves with the smoothing.
+
+Resume reproduces the uninterrupted run (tests/test_train_stage.py proves equal weight digests after a SIGKILL):
+- the training order is a function of (data_seed, epoch) alone (`EpochSeededSampler`): Trainer's samplers otherwise
+  draw from the global RNG when an epoch starts, whose state differs between a fresh process and a long-running one,
+  so the resumed epoch was a different permutation and skipping its first batches skipped the wrong rows;
+- the running loss sums live in each checkpoint (`LOSS_STATE`), so `training_loss` is the whole run's mean and the
+  first log after a resume averages the same steps as it would have without the interruption.
 """
 from __future__ import annotations
 
+import json
 import os
+import weakref
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
 from pipeline.model.head import two_label_loss, verdict_positions
@@ -43,6 +55,40 @@ def _check_args(args: SFTConfig) -> None:
                          "smoothing to VerdictTrainer(label_smoothing=...)")
 
 
+LOSS_STATE = "sgpipe_loss_state-{rank}.json"  # per process: each rank's running loss sums, in every checkpoint
+
+
+class EpochSeededSampler(torch.utils.data.Sampler):
+    """A sampler whose order is a function of (seed, epoch) alone: the wrapped sampler (Trainer's LengthGroupedSampler
+    or RandomSampler) gets a generator seeded with seed + epoch each time an epoch starts. Every rank builds the same
+    one, so DDP shards one permutation. No `generator` attribute: accelerate would otherwise re-seed it."""
+
+    def __init__(self, inner, seed: int):
+        self.inner, self.seed, self.epoch = inner, int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        self.inner.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
+class _RestoreLossState(TrainerCallback):
+    """At train begin (after Trainer zeroed its loss sums), put back those saved in the checkpoint resumed from."""
+
+    def __init__(self, trainer: "VerdictTrainer"):
+        self.trainer = weakref.ref(trainer)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        trainer = self.trainer()
+        if trainer is not None and trainer._resumed_from:
+            trainer._load_loss_state(trainer._resumed_from)
+
+
 class VerdictTrainer(SFTTrainer):
     """SFTTrainer whose loss is the two-label cross-entropy at the verdict position.
 
@@ -58,7 +104,60 @@ class VerdictTrainer(SFTTrainer):
         self.label_token_ids = _label_ids_of(model)
         self.label_smoothing = float(label_smoothing)
         self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+        self._resumed_from: str | None = None
         super().__init__(model=model, args=args, **kwargs)
+        self.add_callback(_RestoreLossState(self))
+
+    # ---- reproducible resume
+
+    def _get_train_sampler(self, train_dataset=None):
+        inner = super()._get_train_sampler(train_dataset)
+        if inner is None or not hasattr(inner, "generator"):
+            return inner
+        return EpochSeededSampler(inner, self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+        self._resumed_from = resume_from_checkpoint or None
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def _get_eval_sampler(self, eval_dataset):
+        """Evaluation rows longest first: batches of similar lengths pad little (the metrics ignore the order)."""
+        if self.args.world_size > 1 or "input_ids" not in getattr(eval_dataset, "column_names", ()):
+            return super()._get_eval_sampler(eval_dataset)
+        lengths = [len(ids) for ids in eval_dataset["input_ids"]]
+        return sorted(range(len(lengths)), key=lambda i: -lengths[i])
+
+    def final_metrics(self) -> dict[str, float]:
+        """The eval metrics of the model held after `train()`, read from the evaluation already logged for it (the
+        best checkpoint's, reloaded by load_best_model_at_end, or the last step's); evaluated only if none was."""
+        best = self.state.best_global_step if self.args.load_best_model_at_end else None
+        step = best or self.state.global_step
+        logged = [h for h in self.state.log_history if "eval_loss" in h and h.get("step") == step]
+        return dict(logged[-1]) if logged else self.evaluate()
+
+    def _loss_state_file(self, checkpoint: str | Path) -> Path:
+        return Path(checkpoint) / LOSS_STATE.format(rank=self.args.process_index)
+
+    def _save_checkpoint(self, model, trial):
+        # Written before the weights: a kill in between leaves a folder HF's own resume refuses anyway.
+        folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        self._loss_state_file(folder).write_text(json.dumps({
+            "total_loss": self._total_loss_scalar, "pending_loss": float(self._tr_loss.item()),
+            "last_logged_step": self._globalstep_last_logged}))
+        super()._save_checkpoint(model, trial)
+
+    def _load_loss_state(self, checkpoint: str) -> None:
+        file = self._loss_state_file(checkpoint)
+        if not file.exists():
+            raise FileNotFoundError(f"{file} is missing: {checkpoint} was not written by this version of sgpipe; "
+                                    "rerun `sgpipe train` without --resume")
+        saved = json.loads(file.read_text())
+        self._total_loss_scalar = float(saved["total_loss"])
+        self._tr_loss += saved["pending_loss"]
+        self._globalstep_last_logged = int(saved["last_logged_step"])
 
     def _verdict_logits(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (B, 2) at the position before each verdict token, classes (B,))."""

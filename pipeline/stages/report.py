@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 
 from .. import metrics as M
+from ..config import TINY_MODEL_ID
 from .. import plots
 from ..config import nest
 from ..records import LABELS, read_json, read_records, write_json
@@ -52,6 +53,7 @@ PLOTS = {  # file -> caption, in the order the report shows them (training.png s
     "training.png": "Training: train and val loss, learning rate, grad norm",
 }
 LIST_LIMIT = 50  # conflicts and rejects listed in the report; the full lists stay in the run directory
+SMOKE_TEST_ROWS = 200  # below this many test scripts, the figures check the pipeline, not the method
 
 
 # ------------------------------------------------------------------------------------------- the document model
@@ -323,10 +325,61 @@ def headline_table(m: dict) -> Table:
     return Table(header, rows)
 
 
+def _interval_width(interval) -> float | None:
+    return None if not interval or interval[0] is None else round(interval[1] - interval[0], 4)
+
+
+def run_kind(config, manifests: dict[str, dict], environment: dict | None, m: dict) -> dict:
+    """What kind of run this is, for the headline and metrics.json["run_kind"]: which model (random-init tiny or
+    pretrained), how big, on how many rows, and whether its test split can tell the model from the baseline."""
+    train = manifests["train"].get("counts", {})
+    info = (environment or {}).get("model") or {}
+    base = m["baseline"]
+    ours, theirs = m["ci95"].get("roc_auc"), base["ci95"].get("roc_auc") if base else None
+    both = bool(ours and theirs and ours[0] is not None and theirs[0] is not None)
+    return {"model_id": config.model.model_id, "pretrained": config.model.model_id != TINY_MODEL_ID,
+            "finetuning_type": config.model.finetuning_type, "parameters": info.get("total_params"),
+            "trainable_parameters": info.get("trainable_params", train.get("trainable_parameters")),
+            "train_rows": train.get("train_rows"), "test_rows": m["n"],
+            "roc_auc_ci_width": _interval_width(ours), "baseline_roc_auc_ci_width": _interval_width(theirs),
+            "smoke_check": (m["n"] or 0) < SMOKE_TEST_ROWS,
+            "intervals_overlap": (ours[0] <= theirs[1] and theirs[0] <= ours[1]) if both else None}
+
+
+def _count(n) -> str:
+    if n is None:
+        return "n/a"
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n:,}"
+
+
+def run_kind_sentences(k: dict, m: dict) -> list[str]:
+    """The headline's plain words: the kind of run, then what its figures can and cannot say."""
+    model = (f"pretrained {k['model_id']}" if k["pretrained"] else
+             "the built-in tiny StarCoder2, random init (no pretraining: it learns scripts from this data alone)")
+    size = "".join(f", {_count(n)} {what}" for n, what in ((k["parameters"], "parameters"),
+                                                          (k["trainable_parameters"], "trained")) if n)
+    rows = f"{_v(k['train_rows'])} training rows (after augment and balance), " if k["train_rows"] else ""
+    out = [f"This run: {model}, {k['finetuning_type']} fine-tuning{size}; {rows}{_v(k['test_rows'])} test scripts; "
+           f"ROC AUC 95% interval width {_v(k['roc_auc_ci_width'])}"
+           + (f" (baseline {_v(k['baseline_roc_auc_ci_width'])})." if m["baseline"] else ".")]
+    if k["smoke_check"]:
+        out.append(f"With {_v(k['test_rows'])} test scripts (under {SMOKE_TEST_ROWS}), these figures are a smoke "
+                   "check of the pipeline, not a measure of the method: measure on your own data.")
+    if k["intervals_overlap"] is True:
+        out.append(f"The model's and the baseline's ROC AUC intervals overlap ({_ci(m['ci95'].get('roc_auc'))} and "
+                   f"{_ci(m['baseline']['ci95'].get('roc_auc'))}): on this test set they cannot be told apart.")
+    elif k["intervals_overlap"] is False:
+        side = "above" if m["roc_auc"] > m["baseline"]["roc_auc"] else "below"
+        out.append(f"The model's ROC AUC interval ({_ci(m['ci95'].get('roc_auc'))}) lies {side} the baseline's "
+                   f"({_ci(m['baseline']['ci95'].get('roc_auc'))}), without overlap.")
+    return out
+
+
 def _headline(a: Inputs) -> list[Block]:
     m = a.metrics
     base = f"; baseline: {m['baseline']['name']}" if m["baseline"] else "; no baseline was run"
-    return [Heading("Headline (test set)"),
+    kind = [Para(s) for s in run_kind_sentences(m["run_kind"], m)] if m.get("run_kind") else []
+    return [Heading("Headline (test set)"), *kind,
             Para(f"{_v(m['n'])} test scripts ({_v(m['n_pos'])} malicious, {_v(m['n_neg'])} benign), model at "
                  f"threshold {_m(m['threshold'])} ({m['threshold_policy']}){base}. Intervals: stratified percentile "
                  "bootstrap on test, where evaluate computed them."),
@@ -637,6 +690,8 @@ def run(ctx: StageContext) -> dict:
                "baseline": {**summarise(base, base["threshold"]), "name": base.get("name")} if base else None,
                "counts": {s: manifests[s].get("counts", {}) for s in UPSTREAM},
                "val_n": evaluated.get("val_n")}
+    env_path = _optional(ctx, "train", "environment.json")
+    metrics["run_kind"] = run_kind(ctx.config, manifests, read_json(env_path) if env_path else None, metrics)
     write_json(ctx.out / "metrics.json", metrics)
 
     fps, fns = worst(preds, cfg.worst_examples)
@@ -672,6 +727,8 @@ def run(ctx: StageContext) -> dict:
     ctx.log(f"[report] {report_dir / 'report.html'} (and report.md, metrics.json, {len(images)} plots)")
     headline = headline_table(metrics)
     ctx.log(md_table(headline.header, headline.rows))
+    for sentence in run_kind_sentences(metrics["run_kind"], metrics):
+        ctx.log(f"[report] {sentence}")
     return {"report_dir": str(report_dir), "files": files, "alarm": bool(metrics["alarm"]),
             "roc_auc": metrics["roc_auc"], "baseline_roc_auc": base.get("roc_auc") if base else None,
             "plots_skipped": sorted(skipped)}

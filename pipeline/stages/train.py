@@ -97,11 +97,12 @@ def run(ctx: StageContext) -> dict:
     backends.import_backend(ctx.config.model)  # first: unsloth must patch transformers/trl/datasets/peft before use
     import torch
     from datasets import Dataset
-    from transformers import EarlyStoppingCallback, set_seed
+    from transformers import set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
     from ..model.classifier import Classifier
-    from ..model.prompt import build_training_row
+    from ..model.early_stopping import MinimumEarlyStoppingCallback
+    from ..model.prompt import build_training_rows
     from ..model.trainer import VerdictTrainer, compute_verdict_metrics
     from ..tracking import environment, run_metadata_callback, setup_tracking
 
@@ -126,8 +127,9 @@ def run(ctx: StageContext) -> dict:
     ctx.log(f"[train] {info}")
 
     def rows(records):
-        return Dataset.from_list([build_training_row(r.text, r.lang, r.label, tokenizer, m.max_length,
-                                                     m.truncation_head_ratio) for r in records])
+        return Dataset.from_list(build_training_rows([r.text for r in records], [r.lang for r in records],
+                                                     [r.label for r in records], tokenizer, m.max_length,
+                                                     m.truncation_head_ratio))
 
     train_ds, val_ds = rows(train_records), rows(val_records)
     checkpoints = ctx.work / CHECKPOINTS
@@ -141,7 +143,9 @@ def run(ctx: StageContext) -> dict:
                     "train_rows": len(train_records), "val_rows": len(val_records),
                     "train_malicious": sum(r.y for r in train_records), "val_malicious": sum(r.y for r in val_records)}})]
     if t.early_stopping:
-        callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold))
+        callbacks.append(MinimumEarlyStoppingCallback(
+            t.early_stopping_patience, t.early_stopping_threshold, min_epochs=t.early_stopping_min_epochs,
+            val_scripts=len(val_records), min_val_scripts=t.early_stopping_min_val_scripts, log=ctx.log))
     trainer = VerdictTrainer(
         model, args, train_dataset=train_ds, eval_dataset=val_ds if t.eval_strategy != "no" else None,
         processing_class=tokenizer, label_smoothing=t.label_smoothing_factor,
@@ -158,7 +162,7 @@ def run(ctx: StageContext) -> dict:
         # best so far, so early stopping could count its patience from step 0 and keep a worse checkpoint.
         trainer.add_callback(untrained_eval_callback(trainer.evaluate()))
     result = trainer.train(resume_from_checkpoint=resume)
-    final = trainer.evaluate() if t.eval_strategy != "no" else {}
+    final = trainer.final_metrics() if t.eval_strategy != "no" else {}  # logged already: not evaluated twice
 
     # ---- cleanup: the best model (already reloaded when load_best_model_at_end), its spec, its history
     Classifier.save(trainer.model, tokenizer, ctx.out / "classifier", base_model=None if tiny else m.model_id,

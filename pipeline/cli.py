@@ -61,6 +61,8 @@ PresetOpt = typer.Option([], "--preset", "-p", help="Preset(s), e.g. small-datas
 SetOpt = typer.Option([], "--set", "-s", help="Override one key: --set training.learning_rate=1e-4 (repeatable).")
 InputOpt = typer.Option([], "--input", "-i", help="Input file/folder/archive (repeatable); replaces data.ingest.inputs.")
 RunDirOpt = typer.Option(None, "--run-dir", "-r", help="Run directory (default: runs/<run.name>).")
+ScoringRunDirOpt = typer.Option(None, "--run-dir", "-r", help="Run directory, classifier directory or export "
+                                "(default: runs/<run.name>).")
 OldModelOpt = typer.Option(None, "--model", "-m", hidden=True, help="Old spelling of --run-dir.")
 ForceOpt = typer.Option(False, "--force", "-f", help="Rerun even when the cached output is up to date.")
 
@@ -170,8 +172,7 @@ for _stage in STAGES:  # registered in pipeline order, so --help lists them as t
 
 @app.command("predict")
 def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/CSV, zips, or - for stdin."),
-             run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-r", help="Run directory, classifier "
-                                                    "directory or export (default: runs/<run.name>)."),
+             run_dir: Optional[Path] = ScoringRunDirOpt,
              model: Optional[Path] = OldModelOpt,
              fmt: str = typer.Option("table", "--format", help="table | json | jsonl | csv"),
              fail_on_malicious: bool = typer.Option(False, "--fail-on-malicious",
@@ -214,8 +215,7 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
 
 @app.command("explain")
 def explain_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/CSV, zips, or - for stdin."),
-             run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-r", help="Run directory, classifier "
-                                                    "directory or export (default: runs/<run.name>)."),
+             run_dir: Optional[Path] = ScoringRunDirOpt,
              model: Optional[Path] = OldModelOpt,
              fmt: str = typer.Option("terminal", "--format", help="terminal | json | jsonl | html"),
              top: int = typer.Option(10, "--top", min=0, help="Lines shown per script, strongest first (0: all)."),

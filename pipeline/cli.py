@@ -24,10 +24,11 @@ def exit_code(error: BaseException) -> int | None:
     go on (missing or bad input, a stage failure). None: a bug, shown with its traceback."""
     from .compare import CompareError
     from .diagnose import DiagnoseError
+    from .lock import RunDirError
     from .sweep import SweepError
 
     table = ((ConfigError, 2), (SweepError, 2), (CompareError, 2), (DiagnoseError, 1), (StageError, 1),
-             (FileNotFoundError, 1), (ValueError, 1))
+             (RunDirError, 1), (FileNotFoundError, 1), (ValueError, 1))
     return next((code for kind, code in table if isinstance(error, kind)), None)
 
 
@@ -65,6 +66,8 @@ ScoringRunDirOpt = typer.Option(None, "--run-dir", "-r", help="Run directory, cl
                                 "(default: runs/<run.name>).")
 OldModelOpt = typer.Option(None, "--model", "-m", hidden=True, help="Old spelling of --run-dir.")
 ForceOpt = typer.Option(False, "--force", "-f", help="Rerun even when the cached output is up to date.")
+StageForceOpt = typer.Option(False, "--force", "-f", help="Accepted as in `all`: the named stage always reruns "
+                             "(stale upstream stages are brought up to date first, cached ones are kept).")
 
 
 def _resolve(config: Optional[Path], preset: List[str], set_: List[str], input_: List[str]) -> Config:
@@ -119,14 +122,14 @@ def all_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_
 
 def _stage_command(name: str, doc: str):
     def command(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_: List[str] = SetOpt,
-                input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt):
-        _execute(name, name, config, preset, set_, input_, run_dir, False)
+                input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt, force: bool = StageForceOpt):
+        _execute(name, name, config, preset, set_, input_, run_dir, force)
     command.__doc__ = f"Rerun the {name} stage ({doc}); brings stale upstream stages up to date first."
     return command
 
 
 def train_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_: List[str] = SetOpt,
-           input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt,
+           input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt, force: bool = StageForceOpt,
            resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint of an interrupted "
                                        "train of this same config and data."),
            dry_run: bool = typer.Option(False, "--dry-run", help="Bring the data stages up to date, then print (and "
@@ -134,7 +137,7 @@ def train_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, se
                                         "warmup, evaluations, tokens, warnings. Loads no model weights.")):
     """Rerun the train stage; brings stale upstream stages up to date first. --dry-run: the plan only."""
     if not dry_run:
-        return _execute("train", "train", config, preset, set_, input_, run_dir, False, {"resume": resume})
+        return _execute("train", "train", config, preset, set_, input_, run_dir, force, {"resume": resume})
     from .plan import training_plan
     from .records import read_records, write_json
 
@@ -148,18 +151,21 @@ def train_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, se
 
 
 def evaluate_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_: List[str] = SetOpt,
-              input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt,
+              input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt, force: bool = StageForceOpt,
               data: List[str] = typer.Option([], "--data", help="Score this labelled input (any format ingest "
                                              "reads) instead of the test split; results go to <run>/evaluations/.")):
     """Rerun evaluate (threshold on val, metrics on test), or evaluate the trained model on --data."""
     if not data:
-        return _execute("evaluate", "evaluate", config, preset, set_, input_, run_dir, False)
+        return _execute("evaluate", "evaluate", config, preset, set_, input_, run_dir, force)
+    from .lock import locked_run_dir
     from .stages.evaluate import evaluate_external
 
     cfg = _resolve(config, preset, set_, input_)
     rd = _run_dir(cfg, run_dir)
-    out = RunDir(rd).evaluation("-".join(Path(d).name for d in data)[:80])
-    result = evaluate_external(cfg, rd, list(data), out)
+    # resolved: `--data d/sub/..` is named d, not "..", which would write into the run directory's root
+    out = RunDir(rd).evaluation("-".join(Path(d).resolve().name or "root" for d in data)[:80])
+    with locked_run_dir(rd):
+        result = evaluate_external(cfg, rd, list(data), out)
     m = result["model"]
     console.print(f"n={m['n']} sensitivity={m['sensitivity']} specificity={m['specificity']} roc_auc={m['roc_auc']} "
                   f"(threshold {result['threshold']:.4f}, {result['rejected']} rejected) -> {out}", markup=False)
@@ -176,22 +182,30 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
              model: Optional[Path] = OldModelOpt,
              fmt: str = typer.Option("table", "--format", help="table | json | jsonl | csv"),
              fail_on_malicious: bool = typer.Option(False, "--fail-on-malicious",
-                                                    help="Exit 1 when any input is judged malicious (CI gates)."),
-             threshold: Optional[float] = typer.Option(None, "--threshold", help="Override the stored threshold."),
+                                                    help="Exit 1 when any input is judged malicious, or could not "
+                                                         "be scored (CI gates fail closed)."),
+             allow_unscored: bool = typer.Option(False, "--allow-unscored", help="With --fail-on-malicious: let "
+                                                 "inputs that could not be scored (binary, too large...) pass."),
+             threshold: Optional[float] = typer.Option(None, "--threshold", help="Override the stored threshold "
+                                                       "(a probability, 0 to 1)."),
              explain: int = typer.Option(0, "--explain", min=0, help="Add each script's K lines that move the score "
                                          "most (occlusion, as `sgpipe explain`)."),
              config: Optional[Path] = ConfigOpt, set_: List[str] = SetOpt):
     """Score unknown scripts: P(malicious) and the verdict at the stored threshold. Nothing is executed."""
     from .model.classifier import open_classifier
-    from .predict import FORMATS, predict, render
+    from .predict import FORMATS, check_threshold, gate_failures, predict, render
     from .readers import ReaderLimits
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"choose {', '.join(FORMATS)}, not {fmt!r}", param_hint="--format")
+    try:
+        check_threshold(threshold)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--threshold") from None
     cfg = _resolve(config, [], set_, [])
     classifier = open_classifier(_run_dir(cfg, run_dir, model), device=cfg.model.device,
                                  allow_pickle=cfg.model.allow_pickle_weights)
-    flagged = []
+    gated = []  # what the gate needs of each prediction (verdict, score, location, error): a few bytes each
 
     def tracked():
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -202,14 +216,15 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
             task = bar.add_task("predict")
             for p in predict(paths, classifier, ReaderLimits.from_config(cfg.data.ingest), threshold=threshold,
                              explain_top=explain):
-                if p.verdict == "malicious":
-                    flagged.append(p.location)
+                if p.verdict == "malicious" or p.score is None:
+                    gated.append(p)
                 bar.advance(task)
                 yield p
 
     render(tracked(), fmt, explained=explain > 0)
-    if fail_on_malicious and flagged:
-        err.print(f"{len(flagged)} input(s) judged malicious", markup=False)
+    failures = gate_failures(gated, allow_unscored) if fail_on_malicious else []
+    if failures:
+        err.print("\n".join(failures), markup=False)
         raise typer.Exit(1)
 
 
@@ -230,10 +245,15 @@ def explain_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
     from .explain import ClassifierScorer, explain_paths
     from .explain_render import FORMATS, render
     from .model.classifier import open_classifier
+    from .predict import check_threshold
     from .readers import ReaderLimits
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"choose {', '.join(FORMATS)}, not {fmt!r}", param_hint="--format")
+    try:
+        check_threshold(threshold)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--threshold") from None
     cfg = _resolve(config, [], set_, [])
     classifier = open_classifier(_run_dir(cfg, run_dir, model), device=cfg.model.device,
                                  allow_pickle=cfg.model.allow_pickle_weights)

@@ -332,7 +332,7 @@ def per_group_metrics(y_true, scores, groups, threshold: float = 0.5, min_n: int
 def collapse_alarm(metrics: dict) -> str | None:
     """A message when the model calls everything one class (sensitivity or specificity exactly 0), else None.
 
-    This is the "Specificity: 0.00" symptom of the seed guide; the message lists its fixes.
+    This is the classic "Specificity: 0.00" failure; the message gives the fixes of pipeline/advice.py.
     """
     sens, spec = metrics.get("sensitivity"), metrics.get("specificity")
     if spec == 0:
@@ -341,11 +341,9 @@ def collapse_alarm(metrics: dict) -> str | None:
         what = f"sensitivity is 0.00: every malicious script is called benign (threshold {metrics.get('threshold')})"
     else:
         return None
-    return (f"COLLAPSE: {what}. The model predicts one class. Fixes from the seed guide: "
-            "label_smoothing_factor 0.1-0.15; augment after the split, both classes; balance_method hybrid; "
-            "dedup_threshold 0.85; and check the threshold policy (a fixed 0.5 on uncalibrated scores, or a target "
-            "the val set cannot meet, puts every score on one side) - compare roc_auc: if it is high the ranking is "
-            "fine and only the threshold is wrong.")
+    from .advice import ADVICE  # the remedy is the one diagnose and the fix-collapse preset give
+
+    return f"COLLAPSE: {what}. The model predicts one class. Fixes: {ADVICE['collapse'].fix}."
 
 
 def roc_points(y_true, scores) -> dict | None:

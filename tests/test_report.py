@@ -127,6 +127,18 @@ def make_run(tmp_path, *, fixed_threshold: float | None = None, one_class_test: 
     return cfg, run_dir
 
 
+def test_report_shows_the_config_its_manifests_recorded_not_the_live_one(tmp_path):
+    cfg, run_dir = make_run(tmp_path)
+    train_manifest = read_json(run_dir / "train" / MANIFEST)  # as the runner records it: the slices that ran
+    write_json(run_dir / "train" / MANIFEST, {**train_manifest, "config": {"training": {"learning_rate": 0.000123},
+                                                                        "lora": {"r": 7}}})
+    cfg.tracking.project = "never-ran"  # read by no stage the report covers: must not show as if it ran
+    run_stage(cfg, run_dir, "report", log=lambda m: None)
+    shown = _fenced_blocks((run_dir / "report" / "report.md").read_text(encoding="utf-8"))[-1]
+    assert "learning_rate: 0.000123" in shown and "r: 7" in shown and "name: demo" in shown
+    assert "never-ran" not in shown and "tracking" not in shown
+
+
 def _fenced_blocks(markdown: str) -> list[str]:
     """Contents of fenced code blocks by the CommonMark rule: a backtick fence closes only on a line of at least as
     many backticks (up to 3 spaces of indent, trailing spaces allowed)."""

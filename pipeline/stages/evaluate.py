@@ -179,11 +179,10 @@ def evaluate_external(config, run_dir: Path, paths: list[str], out_dir: Path, lo
     run has one) on the same data at their own val-chosen thresholds.
     """
     from ..model.classifier import open_classifier
-    from ..readers import Reject, iter_inputs
-    from .ingest import limits_from_config
+    from ..readers import ReaderLimits, Reject, iter_inputs
 
     records, rejects = [], []
-    for item in iter_inputs(paths, limits_from_config(config.data.ingest), labelled=True):
+    for item in iter_inputs(paths, ReaderLimits.from_config(config.data.ingest), labelled=True):
         (rejects if isinstance(item, Reject) else records).append(item)
     if len({r.label for r in records}) < 2:
         raise ValueError(f"{paths}: {len(records)} usable labelled scripts ({len(rejects)} rejected) and not both "

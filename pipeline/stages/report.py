@@ -30,6 +30,7 @@ import yaml
 from .. import metrics as M
 from ..config import TINY_MODEL_ID
 from .. import plots
+from ..config import nest
 from ..records import LABELS, read_json, read_records, write_json
 from ..runner import MANIFEST, StageContext, StageError
 
@@ -736,6 +737,14 @@ def mirror(src: Path, dst: Path) -> None:
         old.unlink()
 
 
+def ran_config(ctx: StageContext, manifests: dict) -> dict:
+    """The config that made this report: the slices each stage's manifest recorded (after an early cut-off, the
+    ones that produced the cached output), plus the report's own; not the live config, whose other keys never ran."""
+    slices = {}
+    for manifest in manifests.values():
+        slices.update(manifest.get("config") or {})
+    slices.update({key: ctx.config.slice(key) for key in ctx.stage.reads})
+    return nest(slices)
 def _explanations(ctx: StageContext, examples: list[dict], tps: list[dict], texts: dict[str, str],
                   threshold: float | None) -> tuple[dict, list[dict] | None, str | None]:
     """(id -> Explanation of each worst example, faithfulness rows, why nothing was explained) with the run's model."""
@@ -810,7 +819,7 @@ def run(ctx: StageContext) -> dict:
         false_negatives=[{**p, "text": texts.get(p["id"]), "explanation": explained.get(p["id"])} for p in fns],
         faithfulness=faithful, explain_note=note,
         excerpt_chars=cfg.excerpt_chars,
-        config_yaml=yaml.safe_dump(ctx.config.model_dump(mode="json"), sort_keys=False, allow_unicode=True),
+        config_yaml=yaml.safe_dump(ran_config(ctx, manifests), sort_keys=False, allow_unicode=True),
         plots=draw_plots(ctx.out, metrics, preds, y, base_scores, history))
     if faithful is not None:
         write_json(ctx.out / "faithfulness.json", faithful)

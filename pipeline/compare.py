@@ -186,7 +186,7 @@ def sensitivity(c: Comparison) -> dict[str, list[dict]]:
 
 # ------------------------------------------------------------------------------------------------ rendering
 def to_markdown(c: Comparison) -> str:
-    from .stages.report import md_table, md_text
+    from .report.markdown import md_table, md_text
 
     header, body = table(c)
     parts = [md_table(header, body)]

@@ -53,7 +53,7 @@ def render_terminal(explanations: Iterable[Explanation], top: int, out) -> None:
 
 
 def render_html(explanations: Iterable[Explanation], top: int) -> str:
-    from .stages.report import CSP, esc
+    from .report.html import CSP, esc
 
     parts = []
     for e in explanations:

@@ -217,6 +217,7 @@ def test_report_highlights_worst_examples_and_writes_the_faithfulness_table(plan
     from types import SimpleNamespace
 
     from pipeline.config import load_config
+    from pipeline.report import document
     from pipeline.stages import report
 
     _, clf_dir = planted
@@ -237,8 +238,8 @@ def test_report_highlights_worst_examples_and_writes_the_faithfulness_table(plan
     inputs = report.Inputs(run_name="demo", metrics={}, manifests={}, history=[], conflicts=[], rejected=[],
                            false_positives=[{**fp, "text": hostile, "explanation": explained["fp"]}],
                            false_negatives=[], excerpt_chars=400, config_yaml="", plots={}, faithfulness=faithful)
-    blocks = report._examples(inputs, "False positives", inputs.false_positives, "false positive")
-    blocks += report._faithfulness(inputs)
+    blocks = document._examples(inputs, "False positives", inputs.false_positives, "false positive")
+    blocks += document._faithfulness(inputs)
     md, page = report.to_markdown(blocks), report.to_html(blocks, "t", {})
     assert f">> {explained['fp'].lines[0].contribution:+.3f} 1 | {PLANT}" in md  # the top line, marked in the gutter
     assert md.count("\n````\n") == 2  # the excerpt's own ``` cannot close its block

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,8 @@ from ..runner import StageContext, StageError, is_main_process
 
 if TYPE_CHECKING:  # trl is imported inside the stage only: `sgpipe --help` must not pay for it
     from trl import SFTConfig
+
+    from ..model.trainer import VerdictTrainer
 
 CHECKPOINTS = "checkpoints"
 WALL_CLOCK = ("_runtime", "_per_second", "_preparation_time")  # log keys that measure time, not the model
@@ -95,21 +98,35 @@ def class_weights(labels: list[int], mode: str) -> tuple[float, float] | None:
 
 def run(ctx: StageContext) -> dict:
     backends.import_backend(ctx.config.model)  # first: unsloth must patch transformers/trl/datasets/peft before use
+    session = _setup(ctx)
+    result, final = _train(ctx, session)
+    return _cleanup(ctx, session, result, final)
+
+
+@dataclass
+class _Session:
+    """What setup hands to training and cleanup."""
+    trainer: "VerdictTrainer"
+    tokenizer: object
+    info: dict  # backends.load_model's description of the model
+    device: str
+    train_rows: int
+    val_rows: int
+    checkpoints: Path
+    resume: str | None  # the checkpoint training resumes from
+    started: float  # time.time() when setup began
+
+
+def _setup(ctx: StageContext) -> _Session:
+    """Threads and seed, device, records, model and tokenizer, datasets, resume point, arguments, the trainer."""
     import torch
-    from datasets import Dataset
     from transformers import set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
-    from ..model.classifier import Classifier
-    from ..model.early_stopping import MinimumEarlyStoppingCallback
-    from ..model.prompt import build_training_rows
-    from ..model.trainer import VerdictTrainer, compute_verdict_metrics
-    from ..tracking import environment, run_metadata_callback, setup_tracking
+    from ..tracking import setup_tracking
 
     cfg, m, t = ctx.config, ctx.config.model, ctx.config.training
     started = time.time()
-
-    # ---- setup
     if t.torch_threads:
         torch.set_num_threads(t.torch_threads)
     set_seed(cfg.run.seed)
@@ -119,23 +136,38 @@ def run(ctx: StageContext) -> dict:
         raise StageError(str(e)) from None
     train_records = list(read_records(ctx.input("balance", "train.jsonl")))
     val_records = list(read_records(ctx.input("split", "val.jsonl")))
-    tiny = m.model_id == TINY_MODEL_ID
     model, tokenizer, info = backends.load_model(
         m, cfg.lora, device=device, seed=cfg.run.seed,
         # the tiny model's tokenizer learns from distinct training texts only: val and test never shape it
-        tokenizer_texts=sorted({r.text for r in train_records}) if tiny else None)
+        tokenizer_texts=sorted({r.text for r in train_records}) if m.model_id == TINY_MODEL_ID else None)
     ctx.log(f"[train] {info}")
-
-    def rows(records):
-        return Dataset.from_list(build_training_rows([r.text for r in records], [r.lang for r in records],
-                                                     [r.label for r in records], tokenizer, m.max_length,
-                                                     m.truncation_head_ratio))
-
-    train_ds, val_ds = rows(train_records), rows(val_records)
+    train_ds, val_ds = _dataset(train_records, tokenizer, m), _dataset(val_records, tokenizer, m)
     checkpoints = ctx.work / CHECKPOINTS
     resume = _resume_point(ctx, checkpoints, get_last_checkpoint)
     args = training_arguments(cfg, checkpoints, device, ctx.log, len(train_ds))
     setup_tracking(cfg, ctx.log)
+    trainer = _trainer(ctx, model, tokenizer, args, train_ds, val_ds, _callbacks(ctx, train_records, val_records),
+                       [r.y for r in train_records])
+    return _Session(trainer, tokenizer, info, device, len(train_ds), len(val_ds), checkpoints, resume, started)
+
+
+def _dataset(records, tokenizer, m):
+    """Prompt rows (input ids, the verdict position and its label) for a list of records."""
+    from datasets import Dataset
+
+    from ..model.prompt import build_training_rows
+
+    return Dataset.from_list(build_training_rows([r.text for r in records], [r.lang for r in records],
+                                                 [r.label for r in records], tokenizer, m.max_length,
+                                                 m.truncation_head_ratio))
+
+
+def _callbacks(ctx: StageContext, train_records: list, val_records: list) -> list:
+    """The run's metadata for the trackers, and early stopping when training.early_stopping is on."""
+    from ..model.early_stopping import MinimumEarlyStoppingCallback
+    from ..tracking import environment, run_metadata_callback
+
+    cfg, t = ctx.config, ctx.config.training
     callbacks = [run_metadata_callback({
         "sgpipe": cfg.model_dump(mode="json"), "env": environment(),
         "dataset": {"train_sha256": ctx.manifest("balance")["output_digest"],
@@ -146,50 +178,77 @@ def run(ctx: StageContext) -> dict:
         callbacks.append(MinimumEarlyStoppingCallback(
             t.early_stopping_patience, t.early_stopping_threshold, min_epochs=t.early_stopping_min_epochs,
             val_scripts=len(val_records), min_val_scripts=t.early_stopping_min_val_scripts, log=ctx.log))
+    return callbacks
+
+
+def _trainer(ctx: StageContext, model, tokenizer, args, train_ds, val_ds, callbacks: list,
+             train_labels: list[int]) -> "VerdictTrainer":
+    """The verdict-loss trainer, checked to have kept every row."""
+    from ..model.trainer import VerdictTrainer, compute_verdict_metrics
+
+    t = ctx.config.training
     trainer = VerdictTrainer(
         model, args, train_dataset=train_ds, eval_dataset=val_ds if t.eval_strategy != "no" else None,
         processing_class=tokenizer, label_smoothing=t.label_smoothing_factor,
-        class_weights=class_weights([r.y for r in train_records], t.class_weights),
+        class_weights=class_weights(train_labels, t.class_weights),
         compute_metrics=compute_verdict_metrics, callbacks=callbacks)
     # TRL drops rows whose labels were truncated away; ours cannot be, and this proves it on every run.
     for name, built, prepared in (("train", train_ds, trainer.train_dataset), ("val", val_ds, trainer.eval_dataset)):
         if prepared is not None and len(prepared) != len(built):
             raise StageError(f"{len(built) - len(prepared)} {name} rows were dropped by the trainer: a verdict was lost")
+    return trainer
 
-    # ---- train
-    if t.eval_strategy != "no" and resume is None:
+
+def _train(ctx: StageContext, s: _Session):
+    """(the trainer's TrainOutput, the last evaluation's metrics), the untrained model's val loss logged first."""
+    trainer, evaluating = s.trainer, ctx.config.training.eval_strategy != "no"
+    if evaluating and s.resume is None:
         # The untrained model's val loss, for the record. Not `eval_on_start`: that would make the untrained model the
         # best so far, so early stopping could count its patience from step 0 and keep a worse checkpoint.
         trainer.add_callback(untrained_eval_callback(trainer.evaluate()))
-    result = trainer.train(resume_from_checkpoint=resume)
-    final = trainer.final_metrics() if t.eval_strategy != "no" else {}  # logged already: not evaluated twice
+    result = trainer.train(resume_from_checkpoint=s.resume)
+    final = trainer.final_metrics() if evaluating else {}  # logged already: not evaluated twice
+    return result, final
 
-    # ---- cleanup: the best model (already reloaded when load_best_model_at_end), its spec, its history
-    Classifier.save(trainer.model, tokenizer, ctx.out / "classifier", base_model=None if tiny else m.model_id,
+
+def _cleanup(ctx: StageContext, s: _Session, result, final: dict) -> dict:
+    """Publish the best model (already reloaded when load_best_model_at_end), its spec and its history; drop the
+    checkpoints; return the stage's counts."""
+    from ..model.classifier import Classifier
+    from ..tracking import environment
+
+    m, trainer = ctx.config.model, s.trainer
+    Classifier.save(trainer.model, s.tokenizer, ctx.out / "classifier",
+                    base_model=None if m.model_id == TINY_MODEL_ID else m.model_id,
                     max_length=m.max_length, head_ratio=m.truncation_head_ratio,
                     model_config=m.model_dump(mode="json"))
     # Wall-clock figures (eval_runtime, *_per_second...) would make identical training runs publish different
     # outputs, and so rerun everything downstream; the time taken is in the manifest (train_seconds).
     history = [{k: v for k, v in h.items() if not k.endswith(WALL_CLOCK)} for h in trainer.state.log_history]
     write_json(ctx.out / "log_history.json", history)
-    write_json(ctx.out / "environment.json", {**environment(), "model": info})
-    evals = [h for h in history if "eval_loss" in h]
-    counts = {
-        "train_rows": len(train_ds), "val_rows": len(val_ds), "steps": trainer.state.global_step,
-        "epochs": round(trainer.state.epoch or 0.0, 3), "resumed_from": Path(resume).name if resume else None,
-        "train_loss": round(result.training_loss, 5), "train_seconds": round(time.time() - started, 1),
-        "val_loss_start": evals[0]["eval_loss"] if evals else None,
-        "val_loss_end": final.get("eval_loss"), "val_roc_auc_end": final.get("eval_roc_auc"),
-        "best_checkpoint": Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None,
-        "backend": info.get("backend"), "device": device,
-        "trainable_parameters": info.get("trainable_params"),
-    }
+    write_json(ctx.out / "environment.json", {**environment(), "model": s.info})
+    counts = _counts(s, result, final, history)
     if is_main_process():
-        shutil.rmtree(checkpoints, ignore_errors=True)  # published: nothing left to resume
+        shutil.rmtree(s.checkpoints, ignore_errors=True)  # published: nothing left to resume
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     ctx.log(f"[train] {counts['steps']} steps in {counts['train_seconds']} s; val loss {fmt(counts['val_loss_start'])}"
             f" -> {fmt(counts['val_loss_end'])}, val ROC AUC {fmt(counts['val_roc_auc_end'])}")
     return counts
+
+
+def _counts(s: _Session, result, final: dict, history: list[dict]) -> dict:
+    """The train manifest's counts: rows, steps, losses at start and end, best checkpoint, backend, time taken."""
+    state, evals = s.trainer.state, [h for h in history if "eval_loss" in h]
+    return {
+        "train_rows": s.train_rows, "val_rows": s.val_rows, "steps": state.global_step,
+        "epochs": round(state.epoch or 0.0, 3), "resumed_from": Path(s.resume).name if s.resume else None,
+        "train_loss": round(result.training_loss, 5), "train_seconds": round(time.time() - s.started, 1),
+        "val_loss_start": evals[0]["eval_loss"] if evals else None,
+        "val_loss_end": final.get("eval_loss"), "val_roc_auc_end": final.get("eval_roc_auc"),
+        "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
+        "backend": s.info.get("backend"), "device": s.device,
+        "trainable_parameters": s.info.get("trainable_params"),
+    }
 
 
 def _resume_point(ctx: StageContext, checkpoints: Path, get_last_checkpoint) -> str | None:

@@ -159,13 +159,13 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
                                          "most (occlusion, as `sgpipe explain`)."),
              config: Optional[Path] = ConfigOpt, set_: List[str] = SetOpt):
     """Score unknown scripts: P(malicious) and the verdict at the stored threshold. Nothing is executed."""
-    from .model.classifier import open_classifier
-    from .predict import predict, render
+    from .predict import open_scorer, predict, render
     from .stages.ingest import limits_from_config
 
     try:
         cfg = _resolve(config, [], set_, [])
-        classifier = open_classifier(model, device=cfg.model.device, allow_pickle=cfg.model.allow_pickle_weights)
+        classifier = open_scorer(model, device=cfg.model.device, allow_pickle=cfg.model.allow_pickle_weights,
+                                 note=lambda m: err.print("note: " + _display(m), markup=False))
     except ConfigError as e:
         _fail(str(e), 2)
     except FileNotFoundError as e:
@@ -243,8 +243,11 @@ def export_(out: Path = typer.Argument(..., help="Output folder for the exported
                                         "Starcoder2ForSequenceClassification (default), or copy the adapter."),
             dtype: str = typer.Option("float32", "--dtype", help="Dtype of the merged weights: float32 (default, "
                                       "scores as evaluated), bfloat16 or float16 (half the size). LoRA is merged "
-                                      "into an unquantized base loaded in this dtype.")):
-    """Export the trained classifier: loadable with AutoModelForSequenceClassification, threshold included."""
+                                      "into an unquantized base loaded in this dtype."),
+            fmt: str = typer.Option("hf", "--format", help="hf: a transformers model (default); onnx: the graph "
+                                    "`sgpipe predict --model OUT` runs without torch (float32, merged).")):
+    """Export the trained classifier: loadable with AutoModelForSequenceClassification (or ONNX Runtime), threshold
+    included."""
     import shutil
 
     import torch
@@ -259,7 +262,15 @@ def export_(out: Path = typer.Argument(..., help="Output folder for the exported
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if dtype not in dtypes:
         _fail(f"--dtype {dtype!r}: choose float32, bfloat16 or float16", 2)
-    if merged:
+    if fmt not in ("hf", "onnx"):
+        _fail(f"--format {fmt!r}: choose hf or onnx", 2)
+    if fmt == "onnx":
+        if not merged or dtype != "float32":
+            _fail("--format onnx exports the merged float32 model: drop --adapter / --dtype", 2)
+        from .model.onnx_export import export_onnx
+
+        export_onnx(source, out)
+    elif merged:
         clf = Classifier.load(source, merge_dtype=dtypes[dtype])
         export_sequence_classifier(clf.model, clf.tokenizer, out, max_length=clf.max_length,
                                    head_ratio=clf.head_ratio)

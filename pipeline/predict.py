@@ -56,6 +56,24 @@ def _inputs(paths: Sequence[str], limits: ReaderLimits) -> Iterator[Record | Rej
         yield from iter_inputs(files, limits, labelled=False)
 
 
+def open_scorer(path, *, device: str = "auto", allow_pickle: bool = False, note=None):
+    """The fastest classifier that scores `path` (run directory, classifier directory or export) as trained: the ONNX
+    export beside the classifier when it is present and current (no torch import, ~1 s startup), else PyTorch.
+    `note(message)` is told why the fast path was not taken. device=cuda always takes PyTorch."""
+    from .model.onnx_runtime import open_fast
+
+    if device != "cuda":
+        fast, why = open_fast(path)
+        if fast is not None:
+            return fast
+        if note is not None:
+            note(f"scoring with PyTorch (slower start): {why}; `sgpipe export OUT --format onnx` or a new "
+                 "`sgpipe train` writes the fast ONNX path")
+    from .model.classifier import open_classifier
+
+    return open_classifier(path, device=device, allow_pickle=allow_pickle)
+
+
 def predict(paths: Sequence[str], classifier, limits: ReaderLimits, batch_size: int = 32,
             threshold: float | None = None, explain_top: int = 0) -> Iterator[Prediction]:
     """Predictions in input order; unreadable inputs become error rows. `explain_top` > 0 adds each script's top lines

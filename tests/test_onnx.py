@@ -183,3 +183,17 @@ def test_constants_repeated_from_classifier_module_agree():
     from pipeline.model.head import CLASSIFIER_FILE
 
     assert CLASSIFIER_FILE == "sgpipe_classifier.json"  # onnx_runtime._locate looks for it by name
+
+
+def test_train_stage_writes_a_current_onnx_graph_predict_picks_up(tmp_path, tiny_overrides):
+    from pipeline.config import load_config
+    from pipeline.runner import run_pipeline
+
+    fast = ["training.max_steps=2", "training.eval_steps=2", "training.save_steps=2", "training.torch_threads=1"]
+    cfg = load_config(TINY_CONFIG, overrides=[*tiny_overrides, *fast])
+    run_pipeline(cfg, tmp_path, until="train", log=lambda m: None)
+    clf, why = open_fast(tmp_path)
+    assert clf is not None, why
+    texts, _ = _rows(4)
+    expected = classifier_module.open_classifier(tmp_path, device="cpu").score(texts, ["powershell"] * 4)
+    np.testing.assert_allclose(clf.score(texts, ["powershell"] * 4), expected, atol=1e-5, rtol=0)

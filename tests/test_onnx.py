@@ -1,7 +1,7 @@
 """The ONNX fast path for predict (pipeline/model/onnx_export.py, onnx_runtime.py): on a tiny model trained here, the
 ONNX graph run by ONNX Runtime with the `tokenizers` library gives the PyTorch path's prompt ids and scores (to 1e-5)
 at every batch size, with truncation and hostile text; predict's options give the same output on both paths; a
-missing, stale or damaged graph falls back to PyTorch with a note; the fast path never imports torch."""
+missing graph falls back to PyTorch quietly, a stale or damaged one with a note; the fast path never imports torch."""
 from __future__ import annotations
 
 import json
@@ -112,9 +112,10 @@ def test_predict_options_give_the_same_output_on_both_paths(run_dir, tmp_path):
         files[-1].write_text(text, encoding="utf-8")
     fast_code, fast_rows, fast_err = _predict_json(run_dir, files, "--explain", "2", "--fail-on-malicious")
     assert "PyTorch" not in fast_err
-    slow_dir = tmp_path / "slow"  # the same run without its ONNX pair
+    slow_dir = tmp_path / "slow"  # the same run with a damaged graph: PyTorch scores, and says why
     shutil.copytree(run_dir, slow_dir)
-    (slow_dir / "train" / "classifier" / ONNX_FILE).unlink()
+    with open(slow_dir / "train" / "classifier" / ONNX_FILE, "ab") as f:
+        f.write(b"\0")
     slow_code, slow_rows, slow_err = _predict_json(slow_dir, files, "--explain", "2", "--fail-on-malicious")
     assert "scoring with PyTorch" in slow_err and ONNX_FILE in slow_err
     assert fast_code == slow_code
@@ -146,7 +147,17 @@ def test_stale_damaged_or_missing_graph_falls_back_to_pytorch(run_dir, tmp_path)
     (damaged / "train" / "classifier" / SIDECAR_FILE).unlink()
     notes.clear()
     assert isinstance(open_scorer(damaged, device="cpu", note=notes.append), Classifier)
-    assert "no classifier.onnx" in notes[0]
+    assert "only one of" in notes[0]
+
+    (damaged / "train" / "classifier" / ONNX_FILE).unlink()  # no graph (a LoRA run, an older run): PyTorch, quietly
+    notes.clear()
+    assert isinstance(open_scorer(damaged, device="cpu", note=notes.append), Classifier)
+    assert notes == []
+
+    notes.clear()  # a wrong path: open_classifier's error, with no note about a fast path before it
+    with pytest.raises(FileNotFoundError):
+        open_scorer(tmp_path / "missing", device="cpu", note=notes.append)
+    assert notes == []
 
 
 def test_export_format_onnx_is_a_model_predict_runs(run_dir, tmp_path):

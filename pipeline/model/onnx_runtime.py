@@ -8,8 +8,9 @@ Scores equal the PyTorch path's (tests/test_onnx.py, to 1e-5): the prompt ids co
 `classifier.Classifier` (tokenizer, max_length, head_ratio, threshold, score, score_records), so predict, --explain
 and the fail-on-malicious gate run unchanged on either path.
 
-`open_fast` returns None with the reason when the graph is missing, was exported from other weights (the sidecar's
-digest of the classifier files no longer matches), or cannot be loaded; the caller then falls back to PyTorch.
+`open_fast` returns None when there is no graph, and None with the reason when the graph was exported from other
+weights (the sidecar's digest of the classifier files no longer matches) or cannot be loaded; the caller then falls
+back to PyTorch, telling the user only in the second case.
 """
 from __future__ import annotations
 
@@ -129,14 +130,17 @@ def _locate(path: Path) -> tuple[Path, Path | None, Path] | None:
 
 
 def open_fast(path: str | Path) -> tuple[OnnxClassifier | None, str]:
-    """(classifier, "") when `path` carries a valid, current ONNX export; else (None, why not)."""
+    """(classifier, "") when `path` carries a valid, current ONNX export; (None, "") when it has none (a production
+    LoRA run, an older run: PyTorch is simply the path, nothing to report); (None, why) when its graph is unusable."""
     located = _locate(Path(path))
     if located is None:
-        return None, f"{path} holds no classifier"
+        return None, ""  # e.g. an hf export: PyTorch reads it (or says what is wrong)
     where, classifier_dir, threshold_file = located
     onnx_path, sidecar = where / ONNX_FILE, where / SIDECAR_FILE
+    if not onnx_path.exists() and not sidecar.exists():
+        return None, ""
     if not onnx_path.exists() or not sidecar.exists():
-        return None, f"no {ONNX_FILE} in {where}"
+        return None, f"{where} holds only one of {ONNX_FILE} and {SIDECAR_FILE} (an interrupted export?)"
     try:
         import onnxruntime  # noqa: F401  (an optional dependency: fall back when it is not installed)
     except ImportError:

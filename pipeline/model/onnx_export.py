@@ -3,8 +3,9 @@ torch nor transformers (~15 s of imports on a 2-core machine, against well under
 
 The graph takes right-padded prompt ids (from `prompt.encode`) and the index of each row's last real token, and
 returns the two-label probabilities (benign, malicious) at that position: exactly what `head.score_ids` computes (the
-padding mask is rebuilt inside the graph from the last index, right padding). The sidecar JSON records the prompt settings and a digest of the files
-the classifier was loaded from, so the runtime can refuse a stale graph and fall back to PyTorch.
+padding mask is rebuilt inside the graph from the last index, right padding). The sidecar JSON records the prompt
+settings and digests of the graph and of the files the classifier was loaded from, so the runtime can refuse a stale
+or half-written graph and fall back to PyTorch.
 
 Only sgpipe writes these files (ONNX is protobuf, no pickles); the runtime reads nothing else.
 """
@@ -79,9 +80,9 @@ def export_onnx(classifier_dir: str | Path, out_dir: str | Path | None = None) -
                                         "probabilities": {0: "batch"}})
     pad = clf.tokenizer.pad_token_id if clf.tokenizer.pad_token_id is not None else 0
     write_json(out / SIDECAR_FILE, {
-        "classifier_digest": classifier_digest(classifier_dir), "onnx_digest": file_digest(onnx_path), "max_length": clf.max_length,
-        "head_ratio": clf.head_ratio, "pad_token_id": int(pad), "labels": list(LABELS), "opset": OPSET,
-        "torch": torch.__version__,
+        "classifier_digest": classifier_digest(classifier_dir), "onnx_digest": file_digest(onnx_path),
+        "max_length": clf.max_length, "head_ratio": clf.head_ratio, "pad_token_id": int(pad), "labels": list(LABELS),
+        "opset": OPSET, "torch": torch.__version__,
     })
     if out != classifier_dir:  # a standalone export: the runtime needs the tokenizer beside the graph
         shutil.copy(classifier_dir / "tokenizer.json", out / "tokenizer.json")

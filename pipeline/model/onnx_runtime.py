@@ -1,6 +1,6 @@
 """The fast scoring path: the classifier exported to ONNX (onnx_export.py), run by ONNX Runtime, tokenised by the
 `tokenizers` library. It imports neither torch nor transformers, so `sgpipe predict` on one file starts in about a
-second instead of 15-40 (benchmarks/bench_predict_startup.py).
+second instead of 10-40 (benchmarks/bench_predict_startup.py).
 
 Scores equal the PyTorch path's (tests/test_onnx.py, to 1e-5): the prompt ids come from the same `prompt.encode`
 (template, head/tail truncation), fed the same tokenizer file through `RustTokenizer`, which answers the calls
@@ -80,8 +80,6 @@ class RustTokenizer:
 
 class OnnxClassifier:
     """The scoring interface of `classifier.Classifier`, backed by an ONNX Runtime session."""
-
-    exported = False
 
     def __init__(self, onnx_path: Path, tokenizer: RustTokenizer, spec: dict, threshold: float | None):
         import onnxruntime as ort

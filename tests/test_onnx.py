@@ -100,7 +100,7 @@ def test_onnx_scores_equal_pytorch_scores(run_dir, batch_size):
 
 
 def _predict_json(run_dir: Path, files: list[Path], *extra: str):
-    result = CliRunner().invoke(app, ["predict", *map(str, files), "--model", str(run_dir), "--format", "json",
+    result = CliRunner().invoke(app, ["predict", *map(str, files), "--run-dir", str(run_dir), "--format", "json",
                                       "--config", str(TINY_CONFIG), *extra])
     return result.exit_code, json.loads(result.stdout or "[]"), result.stderr
 
@@ -162,7 +162,7 @@ def test_stale_damaged_or_missing_graph_falls_back_to_pytorch(run_dir, tmp_path)
 
 def test_export_format_onnx_is_a_model_predict_runs(run_dir, tmp_path):
     out = tmp_path / "export"
-    result = CliRunner().invoke(app, ["export", str(out), "--model", str(run_dir), "--format", "onnx"])
+    result = CliRunner().invoke(app, ["export", str(out), "--run-dir", str(run_dir), "--format", "onnx"])
     assert result.exit_code == 0, result.output
     assert {ONNX_FILE, SIDECAR_FILE, "tokenizer.json", THRESHOLD_FILE} <= {p.name for p in out.iterdir()}
     fast, why = open_fast(out)
@@ -170,7 +170,7 @@ def test_export_format_onnx_is_a_model_predict_runs(run_dir, tmp_path):
     texts, _ = _rows(6)
     expected = classifier_module.open_classifier(run_dir, device="cpu").score(texts, ["powershell"] * 6)
     np.testing.assert_allclose(fast.score(texts, ["powershell"] * 6), expected, atol=1e-5, rtol=0)
-    bad = CliRunner().invoke(app, ["export", str(tmp_path / "x"), "--model", str(run_dir), "--format", "onnx",
+    bad = CliRunner().invoke(app, ["export", str(tmp_path / "x"), "--run-dir", str(run_dir), "--format", "onnx",
                                    "--dtype", "float16"])
     assert bad.exit_code == 2
 
@@ -179,7 +179,7 @@ def test_fast_path_imports_neither_torch_nor_transformers(run_dir, tmp_path):
     script = tmp_path / "a.ps1"
     script.write_text(MALICIOUS, encoding="utf-8")
     code = ("import sys\nfrom pipeline.cli import app\n"
-            f"try:\n    app([{'predict'!r}, {str(script)!r}, '--model', {str(run_dir)!r}, '--format', 'jsonl', "
+            f"try:\n    app([{'predict'!r}, {str(script)!r}, '--run-dir', {str(run_dir)!r}, '--format', 'jsonl', "
             f"'--config', {str(TINY_CONFIG)!r}])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
             "heavy = [m for m in ('torch', 'transformers', 'peft', 'trl') if m in sys.modules]\n"
             "assert not heavy, heavy\n")

@@ -181,7 +181,7 @@ def test_fast_path_imports_neither_torch_nor_transformers(run_dir, tmp_path):
     code = ("import sys\nfrom pipeline.cli import app\n"
             f"try:\n    app([{'predict'!r}, {str(script)!r}, '--run-dir', {str(run_dir)!r}, '--format', 'jsonl', "
             f"'--config', {str(TINY_CONFIG)!r}])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "heavy = [m for m in ('torch', 'transformers', 'peft', 'trl') if m in sys.modules]\n"
+            "heavy = [m for m in ('torch', 'transformers', 'peft', 'trl', 'sklearn') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(REPO)})

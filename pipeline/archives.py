@@ -66,10 +66,14 @@ class ByteBudget:
 
 class MeteredReader(io.RawIOBase):
     """A decompressing stream that stops with zip_bomb once it expands past the ratio limit or the byte budget:
-    the limits are enforced on the bytes really produced, not on sizes the archive declares."""
+    the limits are enforced on the bytes really produced, not on sizes the archive declares.
 
-    def __init__(self, inner: BinaryIO, compressed_size: int, max_ratio: float, budget: ByteBudget):
-        self._inner, self._compressed, self._max_ratio, self._budget = inner, compressed_size, max_ratio, budget
+    `compressed` is the compressed size, or a function giving the compressed bytes consumed so far: then the ratio is
+    checked as the stream goes, so a 2 MB gzip of 2 GB of newlines trips after about RATIO_FLOOR bytes, not after
+    the 200 MB a ratio against the whole file would allow."""
+
+    def __init__(self, inner: BinaryIO, compressed: int | Callable[[], int], max_ratio: float, budget: ByteBudget):
+        self._inner, self._compressed, self._max_ratio, self._budget = inner, compressed, max_ratio, budget
         self._produced = 0
 
     def readable(self) -> bool:
@@ -82,7 +86,8 @@ class MeteredReader(io.RawIOBase):
     def readinto(self, buffer) -> int:
         n = self._inner.readinto(buffer)
         self._produced += n
-        if self._produced > RATIO_FLOOR and self._produced > self._max_ratio * max(self._compressed, 1):
+        compressed = self._compressed() if callable(self._compressed) else self._compressed
+        if self._produced > RATIO_FLOOR and self._produced > self._max_ratio * max(compressed, 1):
             raise RejectedInput("zip_bomb", f"expands more than data.ingest.zip_max_ratio={self._max_ratio:g} times its "
                                         "compressed size, so it is treated as a decompression bomb; remove it, or "
                                         "raise that limit if it is genuine")

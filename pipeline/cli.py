@@ -33,6 +33,8 @@ SetOpt = typer.Option([], "--set", "-s", help="Override one key: --set training.
 InputOpt = typer.Option([], "--input", "-i", help="Input file/folder/archive (repeatable); replaces data.ingest.inputs.")
 RunDirOpt = typer.Option(None, "--run-dir", "-r", help="Run directory (default: runs/<run.name>).")
 ForceOpt = typer.Option(False, "--force", "-f", help="Rerun even when the cached output is up to date.")
+StageForceOpt = typer.Option(False, "--force", "-f", help="Accepted as in `all`: the named stage always reruns "
+                             "(stale upstream stages are brought up to date first, cached ones are kept).")
 
 
 def _resolve(config: Optional[Path], preset: List[str], set_: List[str], input_: List[str]) -> Config:
@@ -92,22 +94,22 @@ def all_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_
 
 def _stage_command(name: str, doc: str):
     def command(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_: List[str] = SetOpt,
-                input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt,
+                input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt, force: bool = StageForceOpt,
                 resume: bool = typer.Option(False, "--resume", help="train: continue from the last checkpoint.")):
-        _execute(name, name, config, preset, set_, input_, run_dir, False, {"resume": resume})
+        _execute(name, name, config, preset, set_, input_, run_dir, force, {"resume": resume})
     command.__doc__ = f"Rerun the {name} stage ({doc}); brings stale upstream stages up to date first."
     return command
 
 
 def train_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_: List[str] = SetOpt,
-           input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt,
+           input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt, force: bool = StageForceOpt,
            resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
            dry_run: bool = typer.Option(False, "--dry-run", help="Bring the data stages up to date, then print (and "
                                         "write to <run>/train_plan.json) what training would do: rows, steps, "
                                         "warmup, evaluations, tokens, warnings. Loads no model weights.")):
     """Rerun the train stage; brings stale upstream stages up to date first. --dry-run: the plan only."""
     if not dry_run:
-        return _execute("train", "train", config, preset, set_, input_, run_dir, False, {"resume": resume})
+        return _execute("train", "train", config, preset, set_, input_, run_dir, force, {"resume": resume})
     from .plan import training_plan
     from .records import read_records, write_json
 
@@ -121,22 +123,25 @@ def train_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, se
 
 
 def evaluate_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_: List[str] = SetOpt,
-              input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt,
+              input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt, force: bool = StageForceOpt,
               data: List[str] = typer.Option([], "--data", help="Score this labelled input (any format ingest "
                                              "reads) instead of the test split; results go to <run>/evaluations/.")):
     """Rerun evaluate (threshold on val, metrics on test), or evaluate the trained model on --data."""
     if not data:
-        return _execute("evaluate", "evaluate", config, preset, set_, input_, run_dir, False)
+        return _execute("evaluate", "evaluate", config, preset, set_, input_, run_dir, force)
+    from .lock import RunDirError, locked_run_dir
     from .stages.evaluate import evaluate_external
 
     try:
         cfg = _resolve(config, preset, set_, input_)
         rd = _run_dir(cfg, run_dir)
-        out = rd / "evaluations" / "-".join(Path(d).name for d in data)[:80]
-        result = evaluate_external(cfg, rd, list(data), out)
+        # resolved: `--data d/sub/..` is named d, not "..", which would write into the run directory's root
+        out = rd / "evaluations" / "-".join(Path(d).resolve().name or "root" for d in data)[:80]
+        with locked_run_dir(rd):
+            result = evaluate_external(cfg, rd, list(data), out)
     except ConfigError as e:
         _fail(str(e), 2)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, RunDirError) as e:
         _fail(str(e), 1)
     m = result["model"]
     console.print(f"n={m['n']} sensitivity={m['sensitivity']} specificity={m['specificity']} roc_auc={m['roc_auc']} "
@@ -150,27 +155,33 @@ for _stage in STAGES:  # registered in pipeline order, so --help lists them as t
 
 @app.command("predict")
 def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/CSV, zips, or - for stdin."),
-             model: Path = typer.Option(Path("runs/tiny"), "--model", "-m", help="Run directory or export."),
+             model: Path = typer.Option(Path("runs/tiny"), "--model", "-m", "--run-dir", "-r",
+                                        help="Run directory or export."),
              fmt: str = typer.Option("table", "--format", help="table | json | jsonl | csv"),
              fail_on_malicious: bool = typer.Option(False, "--fail-on-malicious",
-                                                    help="Exit 1 when any input is judged malicious (CI gates)."),
-             threshold: Optional[float] = typer.Option(None, "--threshold", help="Override the stored threshold."),
+                                                    help="Exit 1 when any input is judged malicious, or could not "
+                                                         "be scored (CI gates fail closed)."),
+             allow_unscored: bool = typer.Option(False, "--allow-unscored", help="With --fail-on-malicious: let "
+                                                 "inputs that could not be scored (binary, too large...) pass."),
+             threshold: Optional[float] = typer.Option(None, "--threshold", help="Override the stored threshold "
+                                                       "(a probability, 0 to 1)."),
              explain: int = typer.Option(0, "--explain", min=0, help="Add each script's K lines that move the score "
                                          "most (occlusion, as `sgpipe explain`)."),
              config: Optional[Path] = ConfigOpt, set_: List[str] = SetOpt):
     """Score unknown scripts: P(malicious) and the verdict at the stored threshold. Nothing is executed."""
     from .model.classifier import open_classifier
-    from .predict import predict, render
+    from .predict import check_threshold, gate_failures, predict, render
     from .stages.ingest import limits_from_config
 
     try:
+        check_threshold(threshold)
         cfg = _resolve(config, [], set_, [])
         classifier = open_classifier(model, device=cfg.model.device, allow_pickle=cfg.model.allow_pickle_weights)
-    except ConfigError as e:
+    except (ConfigError, ValueError) as e:
         _fail(str(e), 2)
     except FileNotFoundError as e:
         _fail(str(e), 1)
-    flagged = []
+    gated = []  # what the gate needs of each prediction (verdict, score, location, error): a few bytes each
 
     def tracked():
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -180,9 +191,9 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
                       console=err, disable=not err.is_terminal, transient=True) as bar:
             task = bar.add_task("predict")
             for p in predict(paths, classifier, limits_from_config(cfg.data.ingest), threshold=threshold,
-                                 explain_top=explain):
-                if p.verdict == "malicious":
-                    flagged.append(p.location)
+                             explain_top=explain):
+                if p.verdict == "malicious" or p.score is None:
+                    gated.append(p)
                 bar.advance(task)
                 yield p
 
@@ -190,8 +201,9 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
         render(tracked(), fmt, explained=explain > 0)
     except ValueError as e:
         _fail(str(e), 2)
-    if fail_on_malicious and flagged:
-        err.print(f"{len(flagged)} input(s) judged malicious", markup=False)
+    failures = gate_failures(gated, allow_unscored) if fail_on_malicious else []
+    if failures:
+        err.print("\n".join(failures), markup=False)
         raise typer.Exit(1)
 
 
@@ -212,14 +224,16 @@ def explain_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
     from .explain import ClassifierScorer, explain_paths
     from .explain_render import FORMATS, render
     from .model.classifier import open_classifier
+    from .predict import check_threshold
     from .stages.ingest import limits_from_config
 
     if fmt not in FORMATS:
         _fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}", 2)
     try:
+        check_threshold(threshold)
         cfg = _resolve(config, [], set_, [])
         classifier = open_classifier(model, device=cfg.model.device, allow_pickle=cfg.model.allow_pickle_weights)
-    except ConfigError as e:
+    except (ConfigError, ValueError) as e:
         _fail(str(e), 2)
     except FileNotFoundError as e:
         _fail(str(e), 1)

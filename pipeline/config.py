@@ -10,12 +10,15 @@ value names the range, a contradiction between keys names both.
 from __future__ import annotations
 
 import difflib
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .rejects import shorten
 from .transforms import DEFAULT_TRANSFORMS, OBFUSCATING, TRANSFORMS
 
 TINY_MODEL_ID = "tiny-starcoder2"  # the built-in offline model: a small StarCoder2 with a locally trained tokenizer
@@ -384,29 +387,71 @@ def _closest(key: str) -> str:
 def _explain(err: ValidationError, origin: str) -> ConfigError:
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
+        loc = [str(p) for p in e["loc"]]
+        key = ".".join(loc)
         if e["type"] == "extra_forbidden":
-            lines.append(f"unknown key '{key}'.{_closest(key)}")
+            lines.append(f"unknown key '{_truncate(key, 120)}'.{_closest(key)}")
         elif e["type"] == "value_error":
             lines.append(str(e["msg"]).removeprefix("Value error, ") + (f" (in '{key}')" if key else ""))
         else:
-            lines.append(f"'{key}': {e['msg']} (got {e.get('input')!r}). See `sgpipe config explain {key}`.")
-    return ConfigError(f"invalid configuration ({origin}):\n  " + "\n  ".join(lines))
+            lines.append(_type_error(loc, e))
+    # every echoed value is bounded: a config can be written by anyone, and one line must not hold megabytes of it
+    return ConfigError(f"invalid configuration ({origin}):\n  " + "\n  ".join(_truncate(line) for line in lines))
+
+
+def _truncate(text: str, n: int = 400) -> str:
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def _type_error(loc: list[str], e: dict) -> str:
+    """A wrong-type message with the fix: the key `config explain` knows (not a dict key or list index under it)."""
+    keys = set(all_keys())
+    known = next((".".join(loc[:n]) for n in range(len(loc), 0, -1) if ".".join(loc[:n]) in keys), ".".join(loc))
+    inner = [p for p in loc[len(known.split(".")):] if p != "[key]"]
+    where = f"'{known}'" + (f" entry {shorten(inner[0], 40)}" if inner else "")
+    fix = _TYPE_FIXES.get(e["type"], "")
+    return f"{where}: {e['msg']} (got {shorten(e.get('input'))}).{fix} See `sgpipe config explain {known}`."
+
+
+_TYPE_FIXES = {  # pydantic error type -> how to write the value instead
+    "list_type": " Write a list: in YAML `[a, b]` or one `- a` per line; on the command line --set key=[a,b].",
+    "string_type": " Write text: quote the value in YAML ('1', 'yes'), so it is not read as a number or boolean.",
+    "dict_type": " Write a mapping: in YAML `{a: b}` or one `a: b` per line.",
+}
 
 
 def parse_override(item: str) -> tuple[str, Any]:
-    """'training.learning_rate=1e-4' -> ('training.learning_rate', 0.0001). Values are YAML scalars or lists."""
+    """'training.learning_rate=1e-4' -> ('training.learning_rate', 0.0001). Values are YAML scalars or lists, except
+    for a text field, whose value stays the text written: YAML 1.1 would read `no`/`on` as booleans and `1.0` as a
+    number, so `--set training.eval_strategy=no` would fail with "got False"."""
     if "=" not in item:
-        raise ConfigError(f"--set expects KEY=VALUE, got {item!r} (e.g. --set training.learning_rate=1e-4)")
+        raise ConfigError(f"--set expects KEY=VALUE, got {shorten(item)} (e.g. --set training.learning_rate=1e-4)")
     key, raw = item.split("=", 1)
     key = key.strip()
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    if _is_text_field(key) and value is not None and not isinstance(value, str):
+        return key, raw  # `no` -> "no", `1.0` -> "1.0"; a quoted "cuda" was unquoted by YAML above
     if isinstance(value, str) and _looks_numeric(raw):
         value = float(raw)  # YAML 1.1 reads '1e-4' as a string
     return key, value
+
+
+def _is_text_field(key: str) -> bool:
+    """Whether the dotted key is a str / Literal-of-str field (optionally `| None`)."""
+    if key not in all_keys(leaves_only=True):
+        return False
+    model: Any = Config
+    *parents, leaf = key.split(".")
+    for p in parents:
+        model = model.model_fields[p].annotation
+    annotation = model.model_fields[leaf].annotation
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    options = [a for a in typing.get_args(annotation) if a is not type(None)] if union else [annotation]
+    return all(a is str or (typing.get_origin(a) is Literal and all(isinstance(v, str) for v in typing.get_args(a)))
+               for a in options)
 
 
 def _looks_numeric(raw: str) -> bool:
@@ -429,6 +474,92 @@ def _set_dotted(tree: dict, key: str, value: Any) -> None:
     node[leaf] = value
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few KB; a bigger file is a mistake or an attack
+MAX_CONFIG_VALUES = 100_000  # values in the config once aliases are expanded; a few hundred in practice
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key written twice in one mapping is an error instead of silently last-wins."""
+
+    def construct_mapping(self, node, deep=False):
+        first: dict[tuple[str, str], int] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                seen = first.setdefault((key_node.tag, key_node.value), key_node.start_mark.line + 1)
+                if seen != key_node.start_mark.line + 1:
+                    raise _DuplicateKey(key_node.value, seen, key_node.start_mark.line + 1)
+        return super().construct_mapping(node, deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, first: int, again: int):
+        super().__init__(key)
+        self.key, self.first, self.again = key, first, again
+
+
+def load_yaml(path: Path) -> dict:
+    """A YAML config file as a dict, refusing what would hang or silently lose a setting: a file over 1 MB, aliases
+    expanding past MAX_CONFIG_VALUES values (a "billion laughs" bomb), recursive aliases, and duplicate keys."""
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path} is {size:,} bytes, over the {MAX_CONFIG_BYTES:,} a config may have; is it the "
+                          "right file?")
+    loader = _StrictLoader(path.read_text(encoding="utf-8", errors="replace"))
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return {}
+        _check_expansion(node, path)
+        tree = loader.construct_document(node)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {_truncate(str(e))}") from None
+    except RecursionError:
+        raise ConfigError(f"{path} nests too deeply to be a config; check its indentation") from None
+    except _DuplicateKey as e:
+        raise ConfigError(f"{path}:{e.again}: key {shorten(e.key)} is written twice in one mapping (first at line "
+                          f"{e.first}); YAML would keep only the last silently. Merge the two into one.") from None
+    finally:
+        loader.dispose()
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections (run, data, model, ...), not {type(tree).__name__}")
+    return tree
+
+
+def _check_expansion(root: yaml.Node, path: Path) -> None:
+    """Count the values `root` holds once every alias is expanded, in time linear in the nodes (sizes are memoised
+    per node: an alias points at the node it names), and refuse a bomb before anything expands it."""
+    sizes: dict[int, int] = {}
+    opened: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack[-1]
+        if id(node) in sizes:
+            stack.pop()
+            continue
+        children = _children(node)
+        if id(node) not in opened:
+            opened.add(id(node))
+            for child in children:
+                if id(child) in opened and id(child) not in sizes:  # an ancestor still open: the alias loops
+                    raise ConfigError(f"{path}: an alias (*name) refers to a mapping or list that contains it; "
+                                      "remove the recursive alias")
+                stack.append(child)
+            continue
+        sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
+        if sizes[id(node)] > MAX_CONFIG_VALUES:
+            raise ConfigError(f"{path}: holds more than {MAX_CONFIG_VALUES:,} values once its aliases (*name) are "
+                              "expanded, which no config needs (a 'billion laughs' bomb?); check the file")
+        stack.pop()
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 def load_config(path: str | Path | None = None, presets: list[str] = (), overrides: list[str] = (),
                 inputs: list[str] | None = None) -> Config:
     """Resolve a config: defaults <- YAML file <- presets <- --set overrides <- --input paths."""
@@ -440,12 +571,7 @@ def load_config(path: str | Path | None = None, presets: list[str] = (), overrid
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist (try configs/tiny.yaml)")
-        try:
-            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path} is not valid YAML: {e}") from None
-        if not isinstance(tree, dict):
-            raise ConfigError(f"{path} must hold a mapping of sections (run, data, model, ...), not {type(tree).__name__}")
+        tree = load_yaml(path)
         origin = str(path)
     for name in presets:
         if name not in PRESETS:

@@ -1,8 +1,9 @@
 """Script bytes as text, or the reason they are not text.
 
 UTF-8 (a BOM is dropped) or UTF-16 (with a BOM, or without one when NUL bytes fall on every other byte, as in ASCII
-text saved as UTF-16). Other bytes with a NUL in the first 8 KB are `binary`. Invalid UTF-8 is `undecodable`: legacy
-encodings such as latin-1 are never guessed, because a wrong guess silently changes the text the model learns.
+text saved as UTF-16). UTF-32 (its BOM) is refused by name, not mistaken for UTF-16. Other bytes with a NUL in the
+first 8 KB are `binary`. Invalid UTF-8 is `undecodable`: legacy encodings such as latin-1 are never guessed, because
+a wrong guess silently changes the text the model learns.
 """
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ SNIFF_BYTES = 8192  # NUL bytes in this much of the head mark a file as binary
 
 def decode_text(raw: bytes) -> str:
     """Script bytes as text: UTF-8 (BOM dropped) or UTF-16 (BOM, or the NUL pattern of ASCII); else `RejectedInput`."""
+    if raw.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16: FF FE 00 00 starts with FF FE
+        raise RejectedInput("undecodable", "is UTF-32 (it starts with a UTF-32 byte-order mark), which is not read; "
+                                           "re-save it as UTF-8 (e.g. `iconv -f utf-32 -t utf-8`)")
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return _decode(raw, "utf-16")  # the codec reads the BOM for the byte order and drops it
     head = raw[:SNIFF_BYTES]

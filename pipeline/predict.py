@@ -56,10 +56,33 @@ def _inputs(paths: Sequence[str], limits: ReaderLimits) -> Iterator[Record | Rej
         yield from iter_inputs(files, limits, labelled=False)
 
 
+def check_threshold(threshold: float | None) -> None:
+    """A decision threshold must be a probability: nan would call everything benign, -5 everything malicious."""
+    if threshold is not None and not 0.0 <= threshold <= 1.0:  # False for nan too
+        raise ValueError(f"--threshold {threshold} is not a probability; give a number from 0 to 1 (e.g. 0.5), or "
+                         "omit it to use the threshold stored with the model")
+
+
+def gate_failures(predictions: Sequence[Prediction], allow_unscored: bool) -> list[str]:
+    """Why a `--fail-on-malicious` gate fails, one line per cause; [] when it passes. A gate fails closed: an input
+    it could not score (binary, too large, undecodable, unreadable) may be exactly the payload it guards against, so
+    it fails the gate unless the user says `--allow-unscored`."""
+    malicious = [p for p in predictions if p.verdict == "malicious"]
+    unscored = [p for p in predictions if p.score is None]
+    reasons = [f"{len(malicious)} input(s) judged malicious"] if malicious else []
+    if unscored and not allow_unscored:
+        first = safe_display(unscored[0].location)
+        reasons.append(f"{len(unscored)} input(s) could not be scored (first: {first}: "
+                       f"{safe_display(unscored[0].error or '')[:200]}); an unscored input fails the gate: fix or "
+                       "remove it, or pass --allow-unscored to let such inputs through")
+    return reasons
+
+
 def predict(paths: Sequence[str], classifier, limits: ReaderLimits, batch_size: int = 32,
             threshold: float | None = None, explain_top: int = 0) -> Iterator[Prediction]:
     """Predictions in input order; unreadable inputs become error rows. `explain_top` > 0 adds each script's top lines
     (occlusion through the same scoring code, explain.py)."""
+    check_threshold(threshold)
     t = threshold if threshold is not None else (classifier.threshold if classifier.threshold is not None else 0.5)
     batch: list[Record] = []
 
@@ -95,8 +118,9 @@ def _lines_cell(p: Prediction) -> str:
 
 
 def _csv_safe(value) -> str:
-    """Spreadsheet formula injection: a cell starting with = + - @ (or tab/CR) is prefixed with a quote."""
-    text = "" if value is None else str(value)
+    """A cell safe to open and to print: terminal escapes, bidi overrides and other controls (but tab) are shown as
+    \\x.. escapes, as in the table format; a cell starting with = + - @ or tab (formula injection) gets a quote."""
+    text = "" if value is None else "\t".join(safe_display(part) for part in str(value).split("\t"))
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 

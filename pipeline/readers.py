@@ -10,7 +10,11 @@ What is read, and how
 - Tables: `.jsonl`, `.json` (JSON lines, not one JSON array), `.csv`, `.tsv`, each optionally gzipped (`.gz`). One
   record per line/row, with fields `text`, `label` and optional `lang`, `source`, `group`, `id`. CSV rows are
   numbered like a spreadsheet (the header is row 1); JSON lines by line number. CSV/TSV fields holding quotes,
-  delimiters or line breaks must be quoted, as csv writers and pandas do; a broken row is rejected on its own.
+  delimiters or line breaks must be quoted, as csv writers and pandas do; a quote opens a quoted field only at the
+  field's start (elsewhere it is text, as Python's csv reads it); a broken row is rejected on its own, and a broken
+  row spanning lines is read again line by line, so it cannot swallow the valid rows after it. Every line ends as a
+  record, a reject, a header or a blank line (counted: `LostRowsError` otherwise). A key twice in a JSON object or a
+  column twice in a CSV header is rejected, never last-wins. Blank lines are skipped a buffer at a time.
   The record id is always `text_id(text)`. `source` is the user's `source` field kept verbatim (so that
   `data.split.group_key: source` groups by it); without one it is the row's location, suffixed "#<id>" when the row
   has an `id`, so a record can be traced back to the user's own key.
@@ -22,9 +26,11 @@ What is read, and how
 - Zip archives: members are read in memory in archive order and follow the folder rules (a zip of the dataset folder
   itself, `dataset/malicious/...`, works too). Archives inside archives are rejected, never opened.
 - `labelled=False` (predict): the same walk, but every record gets label "" and nothing is rejected for its label.
-- Symbolic links inside folders are skipped unless `follow_symlinks`; followed links must stay inside the root and
-  may not revisit a folder. A path the user names directly is followed: the user chose it. FIFOs, sockets and
-  devices are rejected before they are read (reading a FIFO would block forever).
+- Symbolic links inside folders are skipped unless `follow_symlinks`; followed links must stay inside the root, may
+  not revisit a folder, and may not cross labels (`benign/x -> ../malicious` would relabel samples). A path the
+  user names directly is followed: the user chose it. FIFOs, sockets and devices are rejected before they are read
+  (reading a FIFO would block forever). A folder holding sgpipe's run lock (a run directory) is rejected as
+  `sgpipe_output` and never entered.
 
 Limits: a script (file, member, table row) over `max_file_bytes` is `too_large`; a file is judged by its size without
 being read, and table lines are read in 64 KB pieces, so no input is ever held whole. Zip members are checked on their
@@ -54,6 +60,7 @@ from typing import BinaryIO, Iterator, Sequence
 from .archives import ARCHIVE_MAGIC, ARCHIVE_SUFFIXES, ZipReader, ByteBudget, MeteredReader
 from .decoding import decode_text
 from .languages import detect_language, normalise_lang
+from .lock import LOCK_FILE
 from .records import LABELS, Record, text_id
 from .rejects import REASONS, ReaderLimits, Reject, RejectedInput, shorten, too_large_detail
 
@@ -104,6 +111,18 @@ def _table_kind(name: str) -> str | None:
     return next((kind for suffix, kind in TABLE_SUFFIXES.items() if base.endswith(suffix)), None)
 
 
+def _is_run_dir(folder: str) -> bool:
+    """Whether `folder` is an sgpipe run directory (it holds the run lock file)."""
+    return os.path.isfile(os.path.join(folder, LOCK_FILE))
+
+
+def _run_dir_reject(loc: str) -> Reject:
+    # A run directory inside the input (`cd corpus && sgpipe all --input .`) would feed ingest its own records.jsonl
+    # while it grows, until the disk fills; outputs are never data
+    return Reject(loc, "sgpipe_output", "is an sgpipe run directory, whose outputs are never read as input; give "
+                                        "--run-dir outside the input folder, or leave it: it is skipped")
+
+
 def _inside(path: str, root: str) -> bool:
     return os.path.commonpath([path, root]) == root
 
@@ -128,13 +147,25 @@ def _open_regular(path: str, follow: bool) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
-def _logical_lines(stream: BinaryIO, bound: int, quoted: bool) -> Iterator[tuple[int, bytes | None]]:
-    """(first line number, bytes) per line or, with `quoted`, per CSV row, which may span lines inside double
-    quotes. The bytes are None for a line/row longer than `bound`: it is read past in chunks, never held whole.
-    Splitting rows before parsing means one broken row cannot derail the rows after it."""
+class _LineCount:
+    """Physical lines a table held and lines that ended as a record, a reject, a header or a blank: `_table` checks
+    that the two agree, so a row can never vanish into its neighbour without an outcome of its own."""
+
+    def __init__(self):
+        self.seen = self.accounted = 0
+
+
+def _logical_lines(stream: BinaryIO, bound: int, delimiter: bytes | None,
+                   count: _LineCount) -> Iterator[tuple[int, int, bytes | None]]:
+    """(first line number, last line number, bytes) per line or, with a CSV `delimiter`, per CSV row, which may span
+    lines inside a quoted field. The bytes are None for a line/row longer than `bound`: it is read past in chunks,
+    never held whole. Runs of blank lines are skipped in bulk (a gzip of newlines must not cost a Python loop per
+    line). Splitting rows before parsing means one broken row cannot derail the rows after it."""
     lineno, eof = 0, False
+    blank = b"\r\n" if delimiter else b" \t\r\n"  # a CSV row of spaces is a row; a JSON line of spaces is not
     while not eof:
-        start, parts, size, in_quotes = lineno + 1, [], 0, False
+        start, parts, size = lineno + 1, [], 0
+        quotes = _CsvQuotes(delimiter) if delimiter else None
         while True:
             chunk = stream.readline(CHUNK)
             if not chunk:
@@ -145,14 +176,75 @@ def _logical_lines(stream: BinaryIO, bound: int, quoted: bool) -> Iterator[tuple
                 parts.append(chunk)
             elif parts:
                 parts.clear()
-            if quoted and chunk.count(b'"') % 2:  # a doubled quote "" inside a field leaves the parity unchanged
-                in_quotes = not in_quotes
+            if quotes is not None:
+                quotes.feed(chunk)
             if chunk.endswith(b"\n"):
                 lineno += 1
-                if not in_quotes:
+                if quotes is None or not quotes.in_quotes:
                     break
+        if len(parts) == 1 and lineno == start and not parts[0].strip(blank):  # blank: skip its run in bulk
+            skipped = 1 + _skip_blank_lines(stream, blank)
+            lineno += skipped - 1
+            count.seen += skipped
+            count.accounted += skipped
+            continue
         if size:
-            yield start, b"".join(parts) if size <= bound else None
+            end_line = lineno if chunk.endswith(b"\n") else lineno + 1  # a last line without a line end
+            count.seen += end_line - start + 1
+            yield start, end_line, b"".join(parts) if size <= bound else None
+
+
+def _skip_blank_lines(stream: BinaryIO, blank: bytes) -> int:
+    """Consume whole lines made only of `blank` bytes, a buffer at a time; returns how many."""
+    peek = getattr(stream, "peek", None)
+    skipped = 0
+    while peek is not None:
+        buf = peek(CHUNK)[:CHUNK]
+        run = len(buf) - len(buf.lstrip(blank))
+        cut = buf.rfind(b"\n", 0, run) + 1  # only whole lines: "\r" or spaces before the next text stay with it
+        if cut == 0:
+            break
+        skipped += buf.count(b"\n", 0, cut)
+        stream.read(cut)
+    return skipped
+
+
+class _CsvQuotes:
+    """Whether a CSV row is inside a quoted field, read as csv writers write and Python's csv reads: a quote opens a
+    field only at the field's start; inside one, a doubled quote is a quote and a single one closes it. A stray quote
+    in an unquoted field (`say "hi",benign`) is text, so it cannot swallow the rows after it."""
+
+    def __init__(self, delimiter: bytes):
+        self.delimiter = delimiter[0]
+        self.in_quotes, self._field_start, self._pending_close = False, True, False
+
+    def feed(self, chunk: bytes) -> None:
+        i, n = 0, len(chunk)
+        if self._pending_close:  # the previous chunk ended on a quote inside a quoted field
+            self._pending_close = False
+            if chunk[:1] == b'"':
+                i = 1  # a doubled quote split over two chunks: still inside the field
+            else:
+                self.in_quotes = False
+        while i < n:
+            if self.in_quotes:
+                j = chunk.find(b'"', i)
+                if j < 0:
+                    return
+                if j + 1 == n:
+                    self._pending_close = True
+                    return
+                if chunk[j + 1] == 0x22:  # "" inside a quoted field
+                    i = j + 2
+                    continue
+                self.in_quotes, self._field_start, i = False, False, j + 1
+                continue
+            j = chunk.find(b'"', i)  # outside quotes only a quote can change the state: jump to the next one
+            if j < 0:
+                self._field_start = chunk[n - 1] in (self.delimiter, 0x0A)
+                return
+            self.in_quotes = self._field_start if j == i else chunk[j - 1] in (self.delimiter, 0x0A)
+            self._field_start, i = False, j + 1
 
 
 # ------------------------------------------------------------------------------------------------------- reader
@@ -174,6 +266,9 @@ class _Reader:
             yield Reject(loc, "unreadable", f"cannot be read ({e.strerror}); check the path in data.ingest.inputs")
             return
         if stat.S_ISDIR(st.st_mode):
+            if _is_run_dir(path):
+                yield _run_dir_reject(loc)
+                return
             seen = False
             for item in self._walk(path, st):
                 seen = True
@@ -222,6 +317,10 @@ class _Reader:
                                                              "into the folder if it belongs to the data")
                         continue
                     st = os.stat(path)
+                    crossed = self._link_crosses_label(path, root_real, root_label, label, len(stack) == 1)
+                    if crossed is not None:
+                        yield Reject(loc, "symlink_cross_label", crossed)
+                        continue
                 else:
                     st = entry.stat(follow_symlinks=False)
             except OSError as e:
@@ -234,6 +333,9 @@ class _Reader:
                                                       "path to it); remove the link")
                     continue
                 visited.add((st.st_dev, st.st_ino))
+                if _is_run_dir(path):
+                    yield _run_dir_reject(loc)
+                    continue
                 try:
                     children = self._entries(path)
                 except OSError as e:
@@ -248,6 +350,24 @@ class _Reader:
                 yield from self._file(path, entry.name, loc, label, top, follow=False)
             else:
                 yield Reject(loc, "special_file", "is not a regular file (a FIFO, socket or device); remove it")
+
+    def _link_crosses_label(self, target: str, root_real: str, root_label: str | None, label: str | None,
+                            at_top: bool) -> str | None:
+        """Why a followed link may not be read (it would give its target another label), or None. Labels come from
+        folders, so `benign/x -> ../malicious` would relabel every malicious sample benign: refused, not guessed."""
+        if root_label is not None:
+            return None  # the whole root has one label: a link inside it cannot change it
+        parts = os.path.relpath(target, root_real).split(os.sep)
+        in_top_folder = parts[0] != "." and (len(parts) > 1 or os.path.isdir(target))
+        target_label = self._folder_label(parts[0]) if in_top_folder else None
+        here = None if at_top else label  # a link at the top names its own label folder: judged by its target
+        if at_top and target_label is None:
+            return None
+        if target_label == here:
+            return None
+        return (f"is a symbolic link from a folder labelled {here or 'nothing'} to {shorten(_loc(target))}, "
+                f"labelled {target_label or 'nothing'}; a link may not move samples between labels. Copy the files "
+                "into the folder of their label, or remove the link")
 
     @staticmethod
     def _entries(folder: str) -> Iterator[os.DirEntry]:
@@ -350,16 +470,16 @@ class _Reader:
         if not name.endswith(".gz"):
             yield from self._table(f, loc, _table_kind(name))
             return
-        limits, size = self.limits, os.fstat(f.fileno()).st_size
-        unzipped = MeteredReader(gzip.GzipFile(fileobj=f, mode="rb"), size, limits.zip_max_ratio,
-                            ByteBudget(limits.zip_max_total_bytes))
+        limits = self.limits
+        unzipped = MeteredReader(gzip.GzipFile(fileobj=f, mode="rb"), f.tell, limits.zip_max_ratio,
+                                 ByteBudget(limits.zip_max_total_bytes))  # f.tell: compressed bytes read so far
         with io.BufferedReader(unzipped) as stream:
             yield from self._table(stream, loc, _table_kind(name))
 
     def _table(self, stream: BinaryIO, loc: str, kind: str) -> Iterator[Record | Reject]:
         """Rows of one table; a failure of the stream itself (bomb, corrupt gzip/zip, I/O) ends this table only."""
-        delimiter = "\t" if kind == "tsv" else ","
-        rows = self._json_rows(stream, loc) if kind == "json" else self._csv_rows(stream, loc, delimiter)
+        count = _LineCount()
+        rows = self._json_rows(stream, loc, count) if kind == "json" else self._csv_rows(stream, loc, kind, count)
         rest = "; rows before this point were read, the rest of the table was not"
         seen = False
         try:
@@ -373,13 +493,17 @@ class _Reader:
         except OSError as e:
             yield Reject(loc, "unreadable", f"could not be read to the end ({e.strerror or e}){rest}")
         else:
+            if count.seen != count.accounted:  # a reader bug, never bad input: stop rather than lose rows silently
+                raise LostRowsError(f"{loc}: {count.seen} lines read but {count.accounted} ended as a record, a "
+                                    "reject, a header or a blank line; please report this with the file")
             if not seen:
                 yield Reject(loc, "empty", "is a table without rows; fill it or remove it from the input")
 
-    def _json_rows(self, stream: BinaryIO, loc: str) -> Iterator[Record | Reject]:
+    def _json_rows(self, stream: BinaryIO, loc: str, count: _LineCount) -> Iterator[Record | Reject]:
         bound = 6 * self.limits.max_file_bytes + CHUNK  # JSON escapes (\uXXXX) can take 6 bytes per character
-        for lineno, raw in _logical_lines(stream, bound, quoted=False):
+        for lineno, _, raw in _logical_lines(stream, bound, None, count):
             where = f"{loc}:{lineno}"
+            count.accounted += 1
             if raw is None:
                 yield Reject(where, "too_large", f"the line is over {bound:,} bytes, too long for a script within "
                                                  f"data.ingest.max_file_bytes={self.limits.max_file_bytes:,}; raise "
@@ -393,10 +517,13 @@ class _Reader:
             hint = (" A .json input must hold JSON lines (one object per line), not one array: convert it with "
                     "`jq -c '.[]'`." if line.lstrip().startswith("[") else "")
             try:
-                obj = json.loads(line)
+                obj = json.loads(line, object_pairs_hook=_unique_keys)
             except (ValueError, RecursionError) as e:  # RecursionError: hostile nesting like [[[[...]]]]
+                if isinstance(e, DuplicateKeyError):
+                    raise RejectedInput("malformed_json", f"has the key {shorten(e.key)} twice, and which one is "
+                                                          "meant cannot be known; keep one") from None
                 raise RejectedInput("malformed_json", f"is not valid JSON ({shorten(str(e), 120)}); fix or remove the "
-                                                  f"line.{hint}") from None
+                                                  f"line.{hint}{_line_end_hint(line)}") from None
             if not isinstance(obj, dict):
                 raise RejectedInput("wrong_type", f"is a JSON {type(obj).__name__}, not an object; write one object "
                                               f"per line with 'text' and 'label'.{hint}")
@@ -404,35 +531,72 @@ class _Reader:
         except RejectedInput as r:
             return Reject(where, r.reason, r.detail)
 
-    def _csv_rows(self, stream: BinaryIO, loc: str, delimiter: str) -> Iterator[Record | Reject]:
+    def _csv_rows(self, stream: BinaryIO, loc: str, kind: str, count: _LineCount) -> Iterator[Record | Reject]:
+        delimiter = "\t" if kind == "tsv" else ","
         bound = 2 * self.limits.max_file_bytes + CHUNK  # quotes inside a field are doubled
         if csv.field_size_limit() < bound:  # process-wide; the default 128 KB is smaller than many scripts
             csv.field_size_limit(bound)
         header: list[str] | None = None
-        for rowno, (_, raw) in enumerate(_logical_lines(stream, bound, quoted=True), start=1):
+        rowno, last_line = 0, 0
+        for start, end, raw in _logical_lines(stream, bound, delimiter.encode(), count):
+            rowno += start - last_line  # the blank lines skipped in between are rows of a spreadsheet too
+            last_line = end
             where = f"{loc}:row {rowno}"
             try:
                 if raw is None:
-                    raise RejectedInput("too_large", f"the row is over {bound:,} bytes, too long for a script within "
+                    raise RejectedInput("too_large", f"the row (lines {start}-{end}) is over {bound:,} bytes, too long "
+                                                 "for a script within "
                                                  f"data.ingest.max_file_bytes={self.limits.max_file_bytes:,} (or a "
                                                  "quote is never closed); raise that limit or fix the row")
-                fields = _parse_csv_row(raw, delimiter, first=header is None)
-                if not fields:
-                    continue
                 if header is None:
-                    header = self._csv_header(fields)
+                    header = self._csv_header(_parse_csv_row(raw, delimiter, first=True))
+                    count.accounted += end - start + 1
                     continue
-                if len(fields) != len(header):
-                    raise RejectedInput("malformed_csv", f"has {len(fields)} fields but the header has {len(header)}; "
-                                                     "quote fields that hold the delimiter, quotes or line breaks")
-                yield self._row(dict(zip(header, fields)), where)
+                outcomes = list(self._csv_row(raw, delimiter, header, where, rowno, start, end, loc))
+                count.accounted += (end - start + 1) if outcomes else 0  # a row must end as a record or reject
+                yield from outcomes
             except RejectedInput as r:
+                count.accounted += end - start + 1
                 yield Reject(where, r.reason, r.detail)
                 if header is None:  # without a header no row can be read
+                    count.accounted = count.seen = 0  # the rest is not read: nothing to account for
                     return
+
+    def _csv_row(self, raw: bytes, delimiter: str, header: list[str], where: str, rowno: int, start: int, end: int,
+                 loc: str) -> Iterator[Record | Reject]:
+        """One CSV row as a record or a reject. A row spanning lines that does not parse is read again line by line,
+        so a quoting mistake costs its own line, never the valid rows it would otherwise swallow."""
+        try:
+            fields = _parse_csv_row(raw, delimiter, first=False)
+        except RejectedInput:
+            if end == start:
+                raise
+            for i, line in enumerate(raw.splitlines(keepends=True)):
+                row_where = f"{loc}:row {rowno + i}, line {start + i} (a quote opened in row {rowno} did not parse)"
+                try:
+                    yield from self._csv_fields(_parse_csv_row(line, delimiter, first=False), header, row_where)
+                except RejectedInput as r:
+                    yield Reject(row_where, r.reason, r.detail)
+            return
+        yield from self._csv_fields(fields, header, where)
+
+    def _csv_fields(self, fields: list[str], header: list[str], where: str) -> Iterator[Record | Reject]:
+        if not fields:
+            return
+        try:
+            if len(fields) != len(header):
+                raise RejectedInput("malformed_csv", f"has {len(fields)} fields but the header has {len(header)}; "
+                                                 "quote fields that hold the delimiter, quotes or line breaks")
+            yield self._row(dict(zip(header, fields)), where)
+        except RejectedInput as r:
+            yield Reject(where, r.reason, r.detail)
 
     def _csv_header(self, fields: list[str]) -> list[str]:
         header = [f.strip().lower() for f in fields]
+        twice = sorted({name for name in header if header.count(name) > 1})
+        if twice:  # `text,label,text` would keep the last text silently
+            raise RejectedInput("malformed_csv", f"the header names the column(s) {shorten(twice, 100)} more than once, "
+                                             "so which one holds the value cannot be known; rename or drop one")
         if "text" not in header:
             raise RejectedInput("malformed_csv", f"the header {shorten(fields, 100)} has no 'text' column; the first row "
                                              "must name the columns, e.g. text,label,lang,source,group,id")
@@ -476,6 +640,35 @@ def _optional(row: dict, key: str, types: tuple[type, ...]):
     return value
 
 
+class DuplicateKeyError(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+class LostRowsError(RuntimeError):
+    """A table's lines did not all end as a record, a reject, a header or a blank line (a reader bug)."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """json.loads hook: a key twice in one object (`{"label": "benign", "label": "malicious"}`) is an error, not
+    last-wins: which label the author meant cannot be known."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen = set()
+        raise DuplicateKeyError(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return obj
+
+
+def _line_end_hint(text: str) -> str:
+    """A hint for a row that holds carriage returns without line feeds: old Mac line ends make the whole file one
+    line."""
+    if "\r" in text.rstrip("\r\n").replace("\r\n", ""):
+        return (" It holds carriage returns (\\r) that are not followed by a line feed: if the file uses old Mac line "
+                "ends, convert them, e.g. `tr '\\r' '\\n' < in > out`.")
+    return ""
+
+
 def _decode_row(raw: bytes, first: bool, what: str) -> str:
     """One JSONL line or CSV row as text: a BOM is dropped from the first, anything but UTF-8 is rejected."""
     if first:
@@ -495,5 +688,5 @@ def _parse_csv_row(raw: bytes, delimiter: str, first: bool) -> list[str]:
         rows = list(csv.reader([text], delimiter=delimiter, strict=True))  # strict: a stray quote is an error
     except csv.Error as e:
         raise RejectedInput("malformed_csv", f"cannot be parsed ({e}); quote fields that hold the delimiter, quotes or "
-                                         "line breaks, doubling quotes inside them") from None
+                                         f"line breaks, doubling quotes inside them.{_line_end_hint(text)}") from None
     return rows[0] if rows else []

@@ -13,7 +13,8 @@ REASONS = (
     "empty", "too_short", "binary", "undecodable", "too_large",  # the script itself
     "missing_text", "missing_label", "unknown_label", "malformed_json", "malformed_csv", "wrong_type",  # tables
     "zip_bomb", "zip_slip", "bad_password", "corrupt_archive", "unsupported_archive", "nested_archive",  # archives
-    "symlink_skipped", "symlink_outside", "symlink_loop", "special_file", "unreadable",  # the file system
+    "symlink_skipped", "symlink_outside", "symlink_loop", "symlink_cross_label", "special_file", "unreadable",  # files
+    "sgpipe_output",  # a run directory inside the input
 )
 
 

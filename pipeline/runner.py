@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable
 
 from . import __version__
 from .config import Config
+from .lock import LOCK_FILE, RunDirError, locked_run_dir
 from .records import read_json, write_json
 
 
@@ -104,6 +105,9 @@ def input_stats(paths: Iterable[str]) -> list:
         root = Path(p)
         if root.is_dir():
             for dirpath, dirnames, filenames in os.walk(root):  # no symlink following, as in readers
+                if LOCK_FILE in filenames:  # a run directory is never read as input (readers skip it too)
+                    dirnames.clear()
+                    continue
                 dirnames.sort()
                 for name in sorted(filenames):
                     f = Path(dirpath, name)
@@ -181,7 +185,8 @@ def status(config: Config, run_dir: Path, name: str, known: dict[str, StageStatu
     if manifest is None:
         state = "missing"
     else:
-        state = "done" if manifest.get("fingerprint") == expected else "stale"
+        complete = all((run_dir / name / f).is_file() for f in manifest.get("files", ()))
+        state = "done" if manifest.get("fingerprint") == expected and complete else "stale"
     known[name] = StageStatus(stage, state, expected, manifest)
     return known[name]
 
@@ -214,6 +219,7 @@ def run_stage(config: Config, run_dir: Path, name: str, options: dict | None = N
         counts = module.run(ctx)
         if not is_main_process():
             return {"stage": name, "counts": counts, "published": False}
+        files = _written_files(out, name)
         manifest = {
             "stage": name,
             "fingerprint": st.expected,
@@ -224,6 +230,7 @@ def run_stage(config: Config, run_dir: Path, name: str, options: dict | None = N
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
             "versions": versions(),
             "output_digest": output_digest(out),
+            "files": files,  # a stage directory missing any of these is not trusted (see `status`)
         }
         write_json(out / MANIFEST, manifest)
         _publish(out, run_dir / name)
@@ -236,6 +243,16 @@ def run_stage(config: Config, run_dir: Path, name: str, options: dict | None = N
     finally:
         shutil.rmtree(out, ignore_errors=True)  # also frees what the stage wrote before the disk filled up
     return manifest
+
+
+def _written_files(out: Path, name: str) -> list[str]:
+    """The files a stage wrote, relative to its folder. Every stage writes at least one: an empty or vanished folder
+    means something removed it under the stage (another process), and publishing it would be trusted forever."""
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) if out.is_dir() else []
+    if not files:
+        raise StageError(f"{name}: its output folder {out} vanished or is empty, so nothing was published; was another "
+                         "sgpipe using this run directory? Rerun the command")
+    return files
 
 
 def _publish(src: Path, dst: Path) -> None:
@@ -258,8 +275,19 @@ def run_pipeline(config: Config, run_dir: Path, until: str | None = None, force:
                  options: dict | None = None, log: Callable[[str], None] = print,
                  on_done: Callable[[dict, bool], None] | None = None) -> list[str]:
     """Bring every stage up to `until` up to date. Stages in `force` rerun even when cached. Returns those that ran."""
+    if not is_main_process():  # other ranks only compute: rank 0 holds the lock and owns the temporaries
+        return _run_stages(config, run_dir, until, force, options, log, on_done)
+    try:
+        with locked_run_dir(run_dir):
+            clean_temporaries(run_dir)  # only under the lock: another process's temporaries are never removed
+            return _run_stages(config, run_dir, until, force, options, log, on_done)
+    except RunDirError as e:
+        raise StageError(str(e)) from None
+
+
+def _run_stages(config: Config, run_dir: Path, until: str | None, force: set[str], options: dict | None,
+                log: Callable[[str], None], on_done: Callable[[dict, bool], None] | None) -> list[str]:
     last = STAGE_NAMES.index(until) if until else len(STAGES) - 1
-    clean_temporaries(run_dir)
     ran = []
     for stage in STAGES[: last + 1]:
         st = status(config, run_dir, stage.name)

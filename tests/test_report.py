@@ -167,7 +167,7 @@ def test_report_files_keys_escaping_fences_and_mirror(tmp_path):
     manifest = run_stage(cfg, run_dir, "report", log=lambda m: None)
 
     out, mirror = run_dir / "report", tmp_path / "reports" / "demo"
-    expected = {"metrics.json", "report.md", "report.html", *PLOT_FILES}
+    expected = {"metrics.json", "report.md", "report.html", "run_dir.txt", *PLOT_FILES}  # run_dir.txt: whose report
     assert set(manifest["counts"]["files"]) == expected and not manifest["counts"]["alarm"]
     assert {p.name for p in mirror.iterdir()} == expected  # the stale file is gone, nothing half-written beside it
     assert all((mirror / f).read_bytes() == (out / f).read_bytes() for f in expected)

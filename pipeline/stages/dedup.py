@@ -9,6 +9,7 @@ Outputs: records.jsonl (one per cluster), clusters.jsonl (kept id -> removed ids
 from __future__ import annotations
 
 import json
+import os
 from array import array
 from collections import Counter
 from dataclasses import dataclass
@@ -115,9 +116,12 @@ def run(ctx: StageContext) -> dict:
                 removed = [ids.id(m) for m in members if m != keep]
                 cl.write(json.dumps({"kept": ids.id(keep), "removed": removed}) + "\n")
     kept = sum(per_label.values())
-    if not kept:
-        raise StageError("dedup removed every record (all in label conflicts?): see dedup/conflicts.jsonl, or try "
-                         "--set data.dedup.conflict_policy=majority")
+    if not kept:  # ingest accepted something, so every record was in a label conflict and dropped
+        listed = ctx.work / "conflicts.jsonl"  # the stage is not published: keep the list where the user can read it
+        os.replace(ctx.out / "conflicts.jsonl", listed)
+        raise StageError(f"dedup dropped every record: all {conflicts} groups of (near-)duplicates hold both labels "
+                         f"({conflict_dropped} texts), listed in {listed}. Fix the labels, or keep the majority label "
+                         "with --set data.dedup.conflict_policy=majority")
     ctx.log(f"[dedup] {ids.records} in: {exact_duplicates} exact and {near_removed} near duplicates removed, "
             f"{conflicts} label conflicts ({conflict_dropped} records dropped), {kept} out")
     return {"in": ids.records, "exact_duplicates": exact_duplicates, "near_duplicates": near_removed,

@@ -14,6 +14,7 @@ longer than any backtick run in the text. A sample is shown as text, never inter
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 import os
@@ -610,6 +611,27 @@ def draw_plots(out: Path, metrics: dict, preds: list[dict], y: np.ndarray, base_
     }
 
 
+OWNER_FILE = "run_dir.txt"  # in a report folder: the run directory whose report it is
+
+
+def report_folder(base: str, name: str, run_dir: Path) -> Path:
+    """<report.dir>/<run.name>/, or <run.name>-<8 hex digits of the run directory>/ when that folder holds the report
+    of another run directory: two runs sharing a run.name never overwrite each other's report."""
+    root = Path(base).resolve()
+    for path in (root, *root.parents):
+        if path.exists() and not path.is_dir():
+            raise StageError(f"report.dir {base}: {path} is a file, not a folder; set report.dir to a folder, e.g. "
+                             "--set report.dir=reports")
+        if path.exists():
+            break
+    owner = str(run_dir.resolve())
+    folder = root / name
+    marker = folder / OWNER_FILE
+    if marker.is_file() and marker.read_text(encoding="utf-8", errors="replace").strip() != owner:
+        folder = root / f"{name}-{hashlib.sha256(owner.encode()).hexdigest()[:8]}"
+    return folder
+
+
 def mirror(src: Path, dst: Path) -> None:
     """Copy a finished report to dst, swapped in whole: readers see the old report or the new one, never half."""
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -707,7 +729,8 @@ def run(ctx: StageContext) -> dict:
     images = {f: (ctx.out / f).read_bytes() for f, reason in inputs.plots.items() if reason is None}
     (ctx.out / "report.html").write_text(to_html(blocks, f"sgpipe report: {name}", images), encoding="utf-8")
 
-    report_dir = (Path(cfg.dir) / name).resolve()
+    report_dir = report_folder(cfg.dir, name, ctx.run_dir)
+    (ctx.out / OWNER_FILE).write_text(str(ctx.run_dir.resolve()) + "\n", encoding="utf-8")
     mirror(ctx.out, report_dir)
     files = sorted(p.name for p in ctx.out.iterdir() if p.name != MANIFEST)
     skipped = {f: r for f, r in inputs.plots.items() if r is not None}

@@ -117,6 +117,11 @@ def run(ctx: StageContext) -> dict:
     keys = SplitKeys.read(read_records(source), cfg.group_key)
     split = assign(keys, cfg.val_size, cfg.test_size, cfg.stratify_by_lang, ctx.config.run.seed)
     per_label = {name: keys.tally(split == k, 0) for k, name in enumerate(SPLITS)}
+    overall = set().union(*per_label.values())
+    if len(overall) < 2:  # no split size can fix this: say so instead of suggesting one
+        raise StageError(f"the data holds {'/'.join(sorted(overall)) or 'no'} scripts only ({len(keys)} records): a "
+                         "classifier needs both malicious and benign examples; add the other class to the inputs "
+                         f"(see {ctx.run_dir / 'ingest' / 'rejected.jsonl'} if it was rejected)")
     for name in SPLITS:
         missing = {"malicious", "benign"} - set(per_label[name])
         if missing:

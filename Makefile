@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CPU machines: torch 2.13.0's CPU wheel first, or pip pulls a multi-GB CUDA build. GPU machines: make setup-gpu.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup setup-gpu demo test bench gpu-wheels clean
+.PHONY: setup setup-gpu demo test test-fast bench gpu-wheels clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,10 @@ demo: setup
 
 test: setup
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile --durations=10
+
+# The inner loop: every test but those marked slow (fault injection, determinism, DDP, sweeps). CI runs `make test`.
+test-fast: setup
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 bench: setup
 	$(PY) -m benchmarks

@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                  2)}
         print(f"\nfull-vocabulary loss / head loss: {ratios['full_over_head_time']}x step time (mean; median "
               f"{ratios['full_over_head_time_median']}x, fastest steps {ratios['full_over_head_time_min']}x), "
-              f"{ratios['full_over_head_memory']}x memory above the model (STACK-NOTES: ~3.4-4x time, ~3.8x memory)")
+              f"{ratios['full_over_head_memory']}x memory above the model (earlier runs: ~3.4-4x time, ~3.8x memory)")
     machine["other_cpu_cores_during_timing"] = timed["other_cpu_cores"]
     payload = {"machine": machine, "params": {**vars(args), "vocab": VOCAB, "label_ids": LABEL_IDS,
                                               "dtype": "float32", "optimizer": "AdamW",

@@ -11,12 +11,42 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from .config import Config, ConfigError, field_info, load_config
 from .readers import safe_display
+from .rundir import THRESHOLD_FILE, RunDir
 from .runner import STAGE_NAMES, STAGES, StageError, run_pipeline, statuses
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+
+def exit_code(error: BaseException) -> int | None:
+    """The one table from exception to exit code: 2 = the command line or config must change, 1 = the run could not
+    go on (missing or bad input, a stage failure). None: a bug, shown with its traceback."""
+    from .compare import CompareError
+    from .diagnose import DiagnoseError
+    from .lock import RunDirError
+    from .sweep import SweepError
+
+    table = ((ConfigError, 2), (SweepError, 2), (CompareError, 2), (DiagnoseError, 1), (StageError, 1),
+             (RunDirError, 1), (FileNotFoundError, 1), (ValueError, 1))
+    return next((code for kind, code in table if isinstance(error, kind)), None)
+
+
+class MappedErrors(TyperGroup):
+    """The root command group: every command raises its errors, and they are printed and mapped to an exit code
+    here, once, so `sgpipe` and tests invoking `app` behave alike."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as e:  # noqa: BLE001 - narrowed by the table; anything else is re-raised
+            code = exit_code(e)
+            if code is None:
+                raise
+            _fail(str(e), code)
+
+
+app = typer.Typer(cls=MappedErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train LLM classifiers of malicious scripts: ingest -> dedup -> split -> augment -> balance -> "
                        "train -> evaluate -> report.")
 config_app = typer.Typer(no_args_is_help=True, help="Show and explain configuration keys.")
@@ -28,10 +58,13 @@ DEFAULT_CONFIG = Path("configs/tiny.yaml")
 
 # Options shared by every command that resolves a config.
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (default: configs/tiny.yaml when present).")
-PresetOpt = typer.Option([], "--preset", "-p", help="Seed-guide preset(s), e.g. small-dataset, fix-overfitting, vram-16gb.")
+PresetOpt = typer.Option([], "--preset", "-p", help="Preset(s), e.g. small-dataset, fix-overfitting, vram-16gb.")
 SetOpt = typer.Option([], "--set", "-s", help="Override one key: --set training.learning_rate=1e-4 (repeatable).")
 InputOpt = typer.Option([], "--input", "-i", help="Input file/folder/archive (repeatable); replaces data.ingest.inputs.")
 RunDirOpt = typer.Option(None, "--run-dir", "-r", help="Run directory (default: runs/<run.name>).")
+ScoringRunDirOpt = typer.Option(None, "--run-dir", "-r", help="Run directory, classifier directory or export "
+                                "(default: runs/<run.name>).")
+OldModelOpt = typer.Option(None, "--model", "-m", hidden=True, help="Old spelling of --run-dir.")
 ForceOpt = typer.Option(False, "--force", "-f", help="Rerun even when the cached output is up to date.")
 StageForceOpt = typer.Option(False, "--force", "-f", help="Accepted as in `all`: the named stage always reruns "
                              "(stale upstream stages are brought up to date first, cached ones are kept).")
@@ -43,8 +76,8 @@ def _resolve(config: Optional[Path], preset: List[str], set_: List[str], input_:
     return load_config(config, presets=preset, overrides=set_, inputs=input_ or None)
 
 
-def _run_dir(cfg: Config, run_dir: Optional[Path]) -> Path:
-    return run_dir if run_dir is not None else Path("runs") / cfg.run.name
+def _run_dir(cfg: Config, run_dir: Optional[Path], old_spelling: Optional[Path] = None) -> Path:
+    return RunDir.of(cfg, run_dir if run_dir is not None else old_spelling).path
 
 
 def _display(message: str) -> str:
@@ -70,16 +103,11 @@ def _summary(manifest: dict, cached: bool) -> None:
 
 
 def _execute(until: str, only: Optional[str], config, preset, set_, input_, run_dir, force, options=None) -> None:
-    try:
-        cfg = _resolve(config, preset, set_, input_)
-        rd = _run_dir(cfg, run_dir)
-        forced = set(STAGE_NAMES) if (force and only is None) else ({only} if only else set())
-        run_pipeline(cfg, rd, until=until, force=forced, options=options or {},
-                     log=lambda m: console.print(_display(m), markup=False), on_done=_summary)
-    except ConfigError as e:
-        _fail(str(e), 2)
-    except (StageError, FileNotFoundError) as e:
-        _fail(str(e), 1)
+    cfg = _resolve(config, preset, set_, input_)
+    rd = _run_dir(cfg, run_dir)
+    forced = set(STAGE_NAMES) if (force and only is None) else ({only} if only else set())
+    run_pipeline(cfg, rd, until=until, force=forced, options=options or {},
+                 log=lambda m: console.print(_display(m), markup=False), on_done=_summary)
 
 
 @app.command("all")
@@ -94,16 +122,16 @@ def all_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_
 
 def _stage_command(name: str, doc: str):
     def command(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_: List[str] = SetOpt,
-                input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt, force: bool = StageForceOpt,
-                resume: bool = typer.Option(False, "--resume", help="train: continue from the last checkpoint.")):
-        _execute(name, name, config, preset, set_, input_, run_dir, force, {"resume": resume})
+                input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt, force: bool = StageForceOpt):
+        _execute(name, name, config, preset, set_, input_, run_dir, force)
     command.__doc__ = f"Rerun the {name} stage ({doc}); brings stale upstream stages up to date first."
     return command
 
 
 def train_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_: List[str] = SetOpt,
            input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt, force: bool = StageForceOpt,
-           resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
+           resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint of an interrupted "
+                                       "train of this same config and data."),
            dry_run: bool = typer.Option(False, "--dry-run", help="Bring the data stages up to date, then print (and "
                                         "write to <run>/train_plan.json) what training would do: rows, steps, "
                                         "warmup, evaluations, tokens, warnings. Loads no model weights.")):
@@ -115,10 +143,10 @@ def train_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, se
 
     _execute("balance", None, config, preset, set_, input_, run_dir, False)
     cfg = _resolve(config, preset, set_, input_)
-    rd = _run_dir(cfg, run_dir)
-    plan = training_plan(cfg, list(read_records(rd / "balance" / "train.jsonl")),
-                         list(read_records(rd / "split" / "val.jsonl")))
-    write_json(rd / "train_plan.json", plan)
+    run = RunDir.of(cfg, run_dir)
+    plan = training_plan(cfg, list(read_records(run.stage("balance") / "train.jsonl")),
+                         list(read_records(run.stage("split") / "val.jsonl")))
+    write_json(run.path / "train_plan.json", plan)
     typer.echo(_display(json.dumps(plan, indent=2)))  # not rich: it would wrap long lines inside the JSON
 
 
@@ -129,34 +157,29 @@ def evaluate_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt,
     """Rerun evaluate (threshold on val, metrics on test), or evaluate the trained model on --data."""
     if not data:
         return _execute("evaluate", "evaluate", config, preset, set_, input_, run_dir, force)
-    from .lock import RunDirError, locked_run_dir
+    from .lock import locked_run_dir
     from .stages.evaluate import evaluate_external
 
-    try:
-        cfg = _resolve(config, preset, set_, input_)
-        rd = _run_dir(cfg, run_dir)
-        # resolved: `--data d/sub/..` is named d, not "..", which would write into the run directory's root
-        out = rd / "evaluations" / "-".join(Path(d).resolve().name or "root" for d in data)[:80]
-        with locked_run_dir(rd):
-            result = evaluate_external(cfg, rd, list(data), out)
-    except ConfigError as e:
-        _fail(str(e), 2)
-    except (ValueError, FileNotFoundError, RunDirError) as e:
-        _fail(str(e), 1)
+    cfg = _resolve(config, preset, set_, input_)
+    rd = _run_dir(cfg, run_dir)
+    # resolved: `--data d/sub/..` is named d, not "..", which would write into the run directory's root
+    out = RunDir(rd).evaluation("-".join(Path(d).resolve().name or "root" for d in data)[:80])
+    with locked_run_dir(rd):
+        result = evaluate_external(cfg, rd, list(data), out)
     m = result["model"]
     console.print(f"n={m['n']} sensitivity={m['sensitivity']} specificity={m['specificity']} roc_auc={m['roc_auc']} "
                   f"(threshold {result['threshold']:.4f}, {result['rejected']} rejected) -> {out}", markup=False)
 
 
 for _stage in STAGES:  # registered in pipeline order, so --help lists them as they run
-    special = {"evaluate": evaluate_, "train": train_}
-    app.command(_stage.name)(special.get(_stage.name) or _stage_command(_stage.name, _stage.doc))
+    app.command(_stage.name)({"evaluate": evaluate_, "train": train_}.get(_stage.name)
+                             or _stage_command(_stage.name, _stage.doc))
 
 
 @app.command("predict")
 def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/CSV, zips, or - for stdin."),
-             model: Path = typer.Option(Path("runs/tiny"), "--model", "-m", "--run-dir", "-r",
-                                        help="Run directory or export."),
+             run_dir: Optional[Path] = ScoringRunDirOpt,
+             model: Optional[Path] = OldModelOpt,
              fmt: str = typer.Option("table", "--format", help="table | json | jsonl | csv"),
              fail_on_malicious: bool = typer.Option(False, "--fail-on-malicious",
                                                     help="Exit 1 when any input is judged malicious, or could not "
@@ -169,18 +192,21 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
                                          "most (occlusion, as `sgpipe explain`)."),
              config: Optional[Path] = ConfigOpt, set_: List[str] = SetOpt):
     """Score unknown scripts: P(malicious) and the verdict at the stored threshold. Nothing is executed."""
+    from .ensemble import with_ensemble
     from .model.classifier import open_classifier
-    from .predict import check_threshold, gate_failures, predict, render
-    from .stages.ingest import limits_from_config
+    from .predict import FORMATS, check_threshold, gate_failures, predict, render
+    from .readers import ReaderLimits
 
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"choose {', '.join(FORMATS)}, not {fmt!r}", param_hint="--format")
     try:
         check_threshold(threshold)
-        cfg = _resolve(config, [], set_, [])
-        classifier = open_classifier(model, device=cfg.model.device, allow_pickle=cfg.model.allow_pickle_weights)
-    except (ConfigError, ValueError) as e:
-        _fail(str(e), 2)
-    except FileNotFoundError as e:
-        _fail(str(e), 1)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--threshold") from None
+    cfg = _resolve(config, [], set_, [])
+    source = _run_dir(cfg, run_dir, model)
+    classifier = open_classifier(source, device=cfg.model.device, allow_pickle=cfg.model.allow_pickle_weights)
+    classifier = with_ensemble(classifier, source)  # a run evaluated with evaluation.ensemble=tfidf
     gated = []  # what the gate needs of each prediction (verdict, score, location, error): a few bytes each
 
     def tracked():
@@ -190,17 +216,14 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
         with Progress(SpinnerColumn(), TextColumn("{task.completed} scripts scored"), TimeElapsedColumn(),
                       console=err, disable=not err.is_terminal, transient=True) as bar:
             task = bar.add_task("predict")
-            for p in predict(paths, classifier, limits_from_config(cfg.data.ingest), threshold=threshold,
+            for p in predict(paths, classifier, ReaderLimits.from_config(cfg.data.ingest), threshold=threshold,
                              explain_top=explain):
                 if p.verdict == "malicious" or p.score is None:
                     gated.append(p)
                 bar.advance(task)
                 yield p
 
-    try:
-        render(tracked(), fmt, explained=explain > 0)
-    except ValueError as e:
-        _fail(str(e), 2)
+    render(tracked(), fmt, explained=explain > 0)
     failures = gate_failures(gated, allow_unscored) if fail_on_malicious else []
     if failures:
         err.print("\n".join(failures), markup=False)
@@ -209,8 +232,8 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
 
 @app.command("explain")
 def explain_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/CSV, zips, or - for stdin."),
-             model: Path = typer.Option(Path("runs/tiny"), "--run-dir", "-r", "--model", "-m",
-                                        help="Run directory or export."),
+             run_dir: Optional[Path] = ScoringRunDirOpt,
+             model: Optional[Path] = OldModelOpt,
              fmt: str = typer.Option("terminal", "--format", help="terminal | json | jsonl | html"),
              top: int = typer.Option(10, "--top", min=0, help="Lines shown per script, strongest first (0: all)."),
              out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here instead of stdout (html: a "
@@ -225,20 +248,19 @@ def explain_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
     from .explain_render import FORMATS, render
     from .model.classifier import open_classifier
     from .predict import check_threshold
-    from .stages.ingest import limits_from_config
+    from .readers import ReaderLimits
 
     if fmt not in FORMATS:
-        _fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}", 2)
+        raise typer.BadParameter(f"choose {', '.join(FORMATS)}, not {fmt!r}", param_hint="--format")
     try:
         check_threshold(threshold)
-        cfg = _resolve(config, [], set_, [])
-        classifier = open_classifier(model, device=cfg.model.device, allow_pickle=cfg.model.allow_pickle_weights)
-    except (ConfigError, ValueError) as e:
-        _fail(str(e), 2)
-    except FileNotFoundError as e:
-        _fail(str(e), 1)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--threshold") from None
+    cfg = _resolve(config, [], set_, [])
+    classifier = open_classifier(_run_dir(cfg, run_dir, model), device=cfg.model.device,
+                                 allow_pickle=cfg.model.allow_pickle_weights)
     t = threshold if threshold is not None else (classifier.threshold if classifier.threshold is not None else 0.5)
-    explanations = explain_paths(paths, ClassifierScorer(classifier), limits_from_config(cfg.data.ingest), t,
+    explanations = explain_paths(paths, ClassifierScorer(classifier), ReaderLimits.from_config(cfg.data.ingest), t,
                                  max_units)
     if out is None:
         render(explanations, fmt, top)
@@ -252,7 +274,8 @@ def explain_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
 
 @app.command("export")
 def export_(out: Path = typer.Argument(..., help="Output folder for the exported model."),
-            model: Path = typer.Option(Path("runs/tiny"), "--model", "-m", help="Run directory."),
+            run_dir: Optional[Path] = RunDirOpt, model: Optional[Path] = OldModelOpt,
+            config: Optional[Path] = ConfigOpt, set_: List[str] = SetOpt,
             merged: bool = typer.Option(True, "--merged/--adapter", help="Merge LoRA into a standard "
                                         "Starcoder2ForSequenceClassification (default), or copy the adapter."),
             dtype: str = typer.Option("float32", "--dtype", help="Dtype of the merged weights: float32 (default, "
@@ -263,16 +286,16 @@ def export_(out: Path = typer.Argument(..., help="Output folder for the exported
 
     import torch
 
-    from .model.classifier import THRESHOLD_FILE, Classifier
+    from .model.classifier import Classifier
     from .model.head import export_sequence_classifier
 
-    source = model / "train" / "classifier"
+    run = RunDir.of(_resolve(config, [], set_, []), run_dir if run_dir is not None else model)
+    source, threshold = run.classifier, run.threshold
     if not source.is_dir():
-        _fail(f"{source} is missing: train first (`sgpipe all --until train`)", 1)
-    threshold = model / "evaluate" / THRESHOLD_FILE
+        raise FileNotFoundError(f"{source} is missing: train first (`sgpipe all --until train --run-dir {run}`)")
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if dtype not in dtypes:
-        _fail(f"--dtype {dtype!r}: choose float32, bfloat16 or float16", 2)
+        raise typer.BadParameter(f"choose float32, bfloat16 or float16, not {dtype!r}", param_hint="--dtype")
     if merged:
         clf = Classifier.load(source, merge_dtype=dtypes[dtype])
         export_sequence_classifier(clf.model, clf.tokenizer, out, max_length=clf.max_length,
@@ -289,10 +312,7 @@ def export_(out: Path = typer.Argument(..., help="Output folder for the exported
 def status_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_: List[str] = SetOpt,
             input_: List[str] = InputOpt, run_dir: Optional[Path] = RunDirOpt):
     """Show each stage as done, stale (config or upstream changed) or missing."""
-    try:
-        cfg = _resolve(config, preset, set_, input_)
-    except ConfigError as e:
-        _fail(str(e), 2)
+    cfg = _resolve(config, preset, set_, input_)
     rd = _run_dir(cfg, run_dir)
     table = Table(title=Text(safe_display(f"run {rd}")), title_justify="left")  # Text: a path is not markup
     for col in ("stage", "state", "finished", "seconds", "counts"):
@@ -310,33 +330,31 @@ def status_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, s
 def config_show(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, set_: List[str] = SetOpt,
                 input_: List[str] = InputOpt):
     """Print the resolved configuration as YAML."""
-    try:
-        cfg = _resolve(config, preset, set_, input_)
-    except ConfigError as e:
-        _fail(str(e), 2)
+    cfg = _resolve(config, preset, set_, input_)
     sys.stdout.write(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
 
 @config_app.command("explain")
 def config_explain(key: str = typer.Argument(..., help="Dotted key, e.g. training.learning_rate.")):
-    """Print a key's help, type, default, range and the seed guide's advice."""
-    try:
-        info = field_info(key)
-    except ConfigError as e:
-        _fail(str(e), 2)
+    """Print a key's help, type, default, range and tuning advice."""
+    info = field_info(key)
     console.print(f"[bold]{info['key']}[/]  ({info['type']})")
     console.print(f"  {info['help']}")
     console.print(f"  default: {info['default']}")
     if info["range"]:
         console.print("  range: " + ", ".join(f"{k} {v}" for k, v in info["range"].items()))
     if info["guide"]:
-        console.print(f"  seed guide: {info['guide']}")
+        console.print(f"  advice: {info['guide']}")
+    if not info["affects_output"]:
+        console.print("  no output depends on it: changing it reruns no stage")
 
 
 
-# ------------------------------------------------------------------------------ diagnose, sweep, compare (issue 5)
+# ----------------------------------------------------------------------------------- diagnose, sweep, compare
 @app.command("diagnose")
-def diagnose_(run: Path = typer.Argument(..., help="Run directory, e.g. runs/tiny."),
+def diagnose_(run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-r", help="Run directory (default: "
+                                                     "runs/<run.name> of --config)."),
+              run: Optional[Path] = typer.Argument(None, hidden=True, help="Old spelling of --run-dir."),
               as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
               write_config: Optional[Path] = typer.Option(None, "--write-config", help="Write a NEW config with the "
                                                           "suggested changes to this file (the run's own is never "
@@ -344,25 +362,21 @@ def diagnose_(run: Path = typer.Argument(..., help="Run directory, e.g. runs/tin
               config: Optional[Path] = typer.Option(None, "--config", "-c", help="Base config for --write-config "
                                                     "(default: the config the run's manifests recorded).")):
     """Read a run's training log, metrics and config: overfitting, underfitting, collapse, exploding or vanishing
-    gradients, learning-rate schedule, early stopping, memory; each with its evidence and the seed guide's fix."""
-    from .compare import run_config
-    from .diagnose import DiagnoseError, diagnose, render_json, render_text
+    gradients, learning-rate schedule, early stopping, memory; each with its evidence and the fix (pipeline/advice.py)."""
+    from .diagnose import diagnose, render_json, render_text
     from .diagnose import write_config as write_new_config
 
-    try:
-        findings = diagnose(run)
-    except DiagnoseError as e:
-        _fail(str(e), 1)
+    if run_dir is None and run is None:
+        run = RunDir.of(_resolve(config, [], [], [])).path
+    run = run_dir if run_dir is not None else run
+    findings = diagnose(run)
     if as_json:
         sys.stdout.write(render_json(findings, run) + "\n")
     else:
         console.print(_display(render_text(findings, run)), markup=False)
     if write_config is not None:
-        try:
-            path, changes = write_new_config(findings, config if config is not None else run_config(run),
-                                             write_config, protect=run)
-        except (DiagnoseError, ConfigError) as e:
-            _fail(str(e), 2)
+        path, changes = write_new_config(findings, config if config is not None else RunDir(run).config(),
+                                         write_config, protect=run)
         err.print(_display(f"wrote {path} with {len(changes)} change(s); try it beside this run: sgpipe all "
                            f"--config {path} --run-dir {run}-next"), markup=False)
 
@@ -389,21 +403,16 @@ def sweep_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, se
     """A baseline, then one full run per trial, data stages computed once; then the comparison table."""
     from .compare import compare, to_markdown
     from .compare import write as write_comparison
-    from .sweep import SweepError, parse_grid, sweep
+    from .sweep import parse_grid, sweep
 
     if config is None and DEFAULT_CONFIG.is_file():
         config = DEFAULT_CONFIG
-    try:
-        where, done = sweep(config, parse_grid(grid), one_at_a_time=one_at_a_time, base_overrides=set_,
-                            presets=preset, inputs=input_ or None, sweep_dir=sweep_dir, search=search, trials=trials,
-                            storage=storage, study=study, worker=worker, metric=metric,
-                            log=lambda m: console.print(_display(m), markup=False))
-        comparison = compare([where], metric)
-        files = write_comparison(comparison, where / "compare")
-    except (SweepError, ConfigError) as e:
-        _fail(str(e), 2)
-    except (StageError, FileNotFoundError) as e:
-        _fail(str(e), 1)
+    where, done = sweep(config, parse_grid(grid), one_at_a_time=one_at_a_time, base_overrides=set_,
+                        presets=preset, inputs=input_ or None, sweep_dir=sweep_dir, search=search, trials=trials,
+                        storage=storage, study=study, worker=worker, metric=metric,
+                        log=lambda m: console.print(_display(m), markup=False))
+    comparison = compare([where], metric)
+    files = write_comparison(comparison, where / "compare")
     sys.stdout.write(_display(to_markdown(comparison)))  # not console.print: it would wrap the table's lines
     console.print(_display(f"comparison: {files['markdown']}, {files['csv']}, plots in {where / 'compare'}"),
                   markup=False)
@@ -420,13 +429,10 @@ def compare_(runs: List[Path] = typer.Argument(..., help="Run directories and/or
                                                 "plots (default: <sweep>/compare for one sweep, else "
                                                 "reports/compare).")):
     """The parameters that differ and the metrics of several runs; the best run; per-parameter plots."""
-    from .compare import CompareError, compare, to_markdown
+    from .compare import compare, to_markdown
     from .compare import write as write_comparison
 
-    try:
-        comparison = compare(runs, metric)
-    except CompareError as e:
-        _fail(str(e), 2)
+    comparison = compare(runs, metric)
     if out is None:
         out = runs[0] / "compare" if len(runs) == 1 and (runs[0] / "trials").is_dir() else Path("reports/compare")
     files = write_comparison(comparison, out)
@@ -434,7 +440,7 @@ def compare_(runs: List[Path] = typer.Argument(..., help="Run directories and/or
     console.print(_display(f"written: {', '.join(str(p) for p in files.values())}"), markup=False)
 
 def main() -> None:
-    app()
+    app()  # errors are mapped to exit codes by MappedErrors, the root group
 
 
 if __name__ == "__main__":

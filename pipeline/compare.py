@@ -1,5 +1,5 @@
 """Compare runs: the parameters that differ, the metrics side by side, the best run, and how each parameter moved
-the metric (hyperparameter-tracking.md, "comparing experiments" and "sensitivity analysis").
+the metric (a sensitivity analysis: each parameter's values against the metric, the others held).
 
 A run's configuration is read back from the run itself: schema defaults <- its config.yaml (sweep trials have one)
 <- the config slices its stage manifests recorded, which are what actually ran. Its metrics come from the train
@@ -18,14 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .config import Config
+from .config import flatten
 from .records import read_json
-from .runner import STAGE_NAMES, read_manifest
-from .tracking import flatten
+from .rundir import RunDir
 
-CONFIG_FILE = "config.yaml"  # the resolved config a sweep writes into each trial directory
 TRIAL_FILE = "trial.json"  # a sweep trial's status, changes and error
 TRIALS = "trials"  # a sweep directory's folder of trial runs
 
@@ -49,27 +45,6 @@ class CompareError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------------ one run
-def _set(tree: dict, dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    for p in parents:
-        tree = tree.setdefault(p, {})
-    tree[leaf] = value
-
-
-def run_config(run_dir: Path) -> dict:
-    """The configuration a run was made with, as a nested dict that `Config.model_validate` accepts."""
-    tree = Config().model_dump(mode="json")
-    saved = run_dir / CONFIG_FILE
-    if saved.is_file():
-        for key, value in flatten(yaml.safe_load(saved.read_text(encoding="utf-8")) or {}).items():
-            _set(tree, key, value)
-    for stage in STAGE_NAMES:
-        manifest = read_manifest(run_dir, stage)
-        for key, value in ((manifest or {}).get("config") or {}).items():
-            _set(tree, key, value)
-    return tree
-
-
 def _number(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
@@ -77,17 +52,17 @@ def _number(value) -> float | None:
 def run_metrics(run_dir: Path) -> dict[str, float | None]:
     """Every METRICS figure of a run; None where the run has not got that far (or the figure is undefined)."""
     out: dict[str, float | None] = dict.fromkeys(METRICS)
-    train = (read_manifest(run_dir, "train") or {}).get("counts") or {}
+    run = RunDir(run_dir)
+    train = run.counts("train")
     out["train_seconds"] = _number(train.get("train_seconds"))
     out["val_loss"], out["val_roc_auc"] = _number(train.get("val_loss_end")), _number(train.get("val_roc_auc_end"))
-    history = run_dir / "train" / "log_history.json"
-    if history.is_file():
-        evals = [h for h in read_json(history) if "eval_loss" in h]
+    if run.log_history.is_file():
+        evals = [h for h in read_json(run.log_history) if "eval_loss" in h]
         if evals:  # the last evaluation is the final one, of the checkpoint the run kept
             for name in ("val_loss", "val_roc_auc", "val_balanced_accuracy"):
                 key = "eval_loss" if name == "val_loss" else "eval_" + name.removeprefix("val_")
                 out[name] = _number(evals[-1].get(key))
-    test = (read_manifest(run_dir, "evaluate") or {}).get("counts") or {}
+    test = run.counts("evaluate")
     out["test_loss"] = _number(test.get("eval_loss"))
     for name in ("roc_auc", "sensitivity", "specificity"):
         out["test_" + name] = _number(test.get(name))
@@ -107,11 +82,11 @@ class RunRow:
 
 def read_run(path: Path, name: str | None = None) -> RunRow:
     trial = read_json(path / TRIAL_FILE) if (path / TRIAL_FILE).is_file() else {}
-    done = read_manifest(path, "evaluate") is not None
+    done = RunDir(path).manifest("evaluate") is not None
     status = trial.get("status") or ("ok" if done else "incomplete")
     if status == "ok" and not done:
         status = "incomplete"
-    return RunRow(name or path.name, path, status, flatten(run_config(path)), run_metrics(path),
+    return RunRow(name or path.name, path, status, flatten(RunDir(path).config()), run_metrics(path),
                   trial.get("error"), trial.get("phase"))
 
 
@@ -121,7 +96,7 @@ def discover(paths: list[Path]) -> list[RunRow]:
     for path in map(Path, paths):
         if (path / TRIALS).is_dir():
             rows += [read_run(p) for p in sorted((path / TRIALS).iterdir()) if p.is_dir()]
-        elif (path / "train" / "manifest.json").is_file() or (path / TRIAL_FILE).is_file():
+        elif RunDir(path).has_trained() or (path / TRIAL_FILE).is_file():
             rows.append(read_run(path))
         else:
             raise CompareError(f"{path} is neither a run directory (no train/manifest.json) nor a sweep directory "

@@ -1,8 +1,13 @@
-"""The typed configuration: every knob sgpipe has, its type, default, range, help text and the seed guide's advice.
+"""The typed configuration: every knob sgpipe has, its type, default, range, help text and tuning advice.
 
 Loading order, last wins: schema defaults <- YAML file <- presets (`--preset`) <- overrides (`--set a.b=v`).
-Every key is read by some stage; `STAGE_SLICES` in runner.py says which stage reads which section, and that slice is
-what the stage's fingerprint covers, so changing a key reruns exactly the stages that read it.
+Every key is read by some stage: `Stage.reads` in runner.py (the `STAGES` table) says which stage reads which keys.
+A stage sees only those keys (any other raises a StageError) and its fingerprint covers them, so changing a key reruns
+exactly the stages that read it. Keys declared `affects_output=False` (worker counts, threads, where the report is
+copied) are left out of fingerprints: changing them reruns nothing, and a sweep lets them differ between machines.
+Keys read outside the stage table: `tracking.*` (the train stage passes them to the trackers; no output depends on
+them), `report.dir` and `run.name` also by the CLI (default run and report folders), `model.allow_pickle_weights`
+and `data.ingest` limits also by `sgpipe predict` / `evaluate --data`.
 
 Errors are `ConfigError`s that name the key and the fix: an unknown key names the closest valid one, an out-of-range
 value names the range, a contradiction between keys names both.
@@ -10,6 +15,7 @@ value names the range, a contradiction between keys names both.
 from __future__ import annotations
 
 import difflib
+import functools
 import types
 import typing
 from pathlib import Path
@@ -18,7 +24,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .rejects import shorten
+from .rejects import ReaderLimits, shorten
 from .transforms import DEFAULT_TRANSFORMS, OBFUSCATING, TRANSFORMS
 
 TINY_MODEL_ID = "tiny-starcoder2"  # the built-in offline model: a small StarCoder2 with a locally trained tokenizer
@@ -28,9 +34,11 @@ class ConfigError(ValueError):
     """A configuration problem, phrased for the user: which key, what is wrong, how to fix it."""
 
 
-def _f(default, help: str, guide: str = "", **kw):
-    """A field with help text and the seed guide's advice (shown by `sgpipe config explain`)."""
-    return Field(default, description=help, json_schema_extra={"guide": guide} if guide else None, **kw)
+def _f(default, help: str, guide: str = "", affects_output: bool = True, **kw):
+    """A field with help text and tuning advice (shown by `sgpipe config explain`). `affects_output=False` marks a
+    key that cannot change any stage's output (threads, workers, paths of copies): fingerprints leave it out."""
+    extra = {**({"guide": guide} if guide else {}), **({} if affects_output else {"affects_output": False})}
+    return Field(default, description=help, json_schema_extra=extra or None, **kw)
 
 
 class Section(BaseModel):
@@ -51,19 +59,19 @@ class IngestConfig(Section):
     inputs: list[str] = _f(["data/tiny/scripts.jsonl"], "Files, folders or archives to read: JSONL/CSV (optionally "
                            ".gz), folders laid out as <root>/malicious/** and <root>/benign/**, or zip archives.",
                            min_length=1)
-    max_file_bytes: int = _f(1_000_000, "Largest script (file, archive member or record) accepted; bigger ones are "
+    max_file_bytes: int = _f(ReaderLimits.max_file_bytes, "Largest script (file, archive member or record) accepted; bigger ones are "
                              "rejected with reason too_large.", ge=1, le=1_000_000_000)
-    min_chars: int = _f(1, "Shortest script accepted (after stripping); shorter ones are rejected as empty.",
+    min_chars: int = _f(ReaderLimits.min_chars, "Shortest script accepted (after stripping); shorter ones are rejected as empty.",
                         ge=1, le=100_000)
     label_map: dict[str, Literal["malicious", "benign"]] = _f(
         {}, "Extra label spellings and what they mean, e.g. {'1': malicious, '0': benign}. Only 'malicious' and "
         "'benign' (any case) are accepted without it.")
-    follow_symlinks: bool = _f(False, "Follow symbolic links inside input folders (never outside the folder).")
-    zip_password: str | None = _f("infected", "Password tried on encrypted zip members (malware archives "
+    follow_symlinks: bool = _f(ReaderLimits.follow_symlinks, "Follow symbolic links inside input folders (never outside the folder).")
+    zip_password: str | None = _f(ReaderLimits.zip_password, "Password tried on encrypted zip members (malware archives "
                                   "conventionally use 'infected').")
-    zip_max_ratio: float = _f(100.0, "Compression ratio above which a zip member is treated as a zip bomb.",
+    zip_max_ratio: float = _f(ReaderLimits.zip_max_ratio, "Compression ratio above which a zip member is treated as a zip bomb.",
                               ge=1.0, le=100_000.0)
-    zip_max_total_bytes: int = _f(2_000_000_000, "Most uncompressed bytes read from one archive.",
+    zip_max_total_bytes: int = _f(ReaderLimits.zip_max_total_bytes, "Most uncompressed bytes read from one archive.",
                                   ge=1, le=1_000_000_000_000)
 
     @model_validator(mode="after")
@@ -80,14 +88,15 @@ class DedupConfig(Section):
     enabled: bool = _f(True, "Remove near-duplicates (exact duplicates are always removed).")
     threshold: float = _f(0.85, "Jaccard similarity of token n-gram shingles at or above which two scripts are "
                           "near-duplicates. Every candidate pair is verified exactly.",
-                          "0.85 keeps diversity high while catching one-line edits (seed guide: dedup_threshold 0.85).",
+                          "0.85 keeps diversity high while catching one-line edits.",
                           ge=0.5, le=1.0)
     ngram_size: int = _f(5, "Tokens per shingle.", ge=1, le=20)
     num_perm: int = _f(128, "MinHash permutations: more gives better recall of candidates, slower.", ge=16, le=1024)
     conflict_policy: Literal["drop", "majority"] = _f(
         "drop", "A near-duplicate cluster holding both labels: drop it whole, or keep the majority label "
         "(ties are dropped).")
-    workers: int = _f(2, "Processes used to hash scripts.", ge=1, le=256)
+    workers: int = _f(2, "Processes used to hash scripts (results do not depend on it).", ge=1, le=256,
+                      affects_output=False)
 
 
 class SplitConfig(Section):
@@ -98,14 +107,8 @@ class SplitConfig(Section):
     group_key: Literal["none", "group", "source"] = _f(
         "group", "Record field whose values never straddle splits (records without it are their own group).")
     stratify_by_lang: bool = _f(True, "Stratify by label and language (falls back to label where a cell is too small).")
-    augment_after_split: bool = _f(True, "Must stay true: augmenting before splitting puts variants of one script in "
-                                   "train and test (leakage).", "Seed guide fix for 'Specificity: 0.00'.")
-
     @model_validator(mode="after")
     def _check(self):
-        if not self.augment_after_split:
-            raise ValueError("data.split.augment_after_split=false is refused: augmenting before the split puts "
-                             "variants of one script on both sides of it (leakage). Remove the key.")
         if self.val_size + self.test_size > 0.6:
             raise ValueError("data.split.val_size + data.split.test_size must be at most 0.6 to leave a training set.")
         return self
@@ -119,6 +122,12 @@ class AugmentConfig(Section):
                                + ", ".join(TRANSFORMS) + ".")
     obfuscating_wrappers: bool = _f(False, "Also use base64/hex wrappers (" + ", ".join(OBFUSCATING) + "), on both "
                                     "classes alike.")
+    leakage_threshold: float = _f(DedupConfig.model_fields["threshold"].default,
+                                  "Jaccard similarity (dedup's shingles) at or above which a train row and a val/test "
+                                  "script count as leakage: such variants are dropped, such originals are reported.",
+                                  "Same as data.dedup.threshold by default.", ge=0.5, le=1.0)
+    leakage_warning: float = _f(0.7, "Lower similarity reported as a warning (train rows close to a val/test "
+                                "script); at most leakage_threshold.", ge=0.3, le=1.0)
 
     @model_validator(mode="after")
     def _check(self):
@@ -128,13 +137,16 @@ class AugmentConfig(Section):
         wrappers = [t for t in self.transforms if t in OBFUSCATING]
         if wrappers and not self.obfuscating_wrappers:
             raise ValueError(f"{wrappers} are obfuscating wrappers: set data.augment.obfuscating_wrappers=true to use them")
+        if self.leakage_warning > self.leakage_threshold:
+            raise ValueError(f"data.augment.leakage_warning ({self.leakage_warning}) must be at most "
+                             f"data.augment.leakage_threshold ({self.leakage_threshold})")
         return self
 
 
 class BalanceConfig(Section):
     method: Literal["none", "oversample", "undersample", "hybrid"] = _f(
         "hybrid", "How the training split is balanced: hybrid oversamples the minority up to oversample_ratio of the "
-        "majority, then undersamples the majority to target_ratio.", "Seed guide: balance_method hybrid.")
+        "majority, then undersamples the majority to target_ratio.", "hybrid: no class is cut to the minority's size, none copied up to the majority's.")
     oversample_ratio: float = _f(0.8, "Minority size after oversampling, as a fraction of the majority.",
                                  gt=0.0, le=1.0)
     target_ratio: float = _f(1.0, "Minority/majority ratio after undersampling.", gt=0.0, le=1.0)
@@ -245,7 +257,7 @@ class TrainingConfig(Section):
     warmup_steps: int = _f(0, "Linear warmup steps; 0 uses warmup_ratio, which follows the run's length.",
                            "About 5-10% of total steps: prefer warmup_ratio.", ge=0, le=100_000)
     warmup_ratio: float = _f(0.05, "Warmup as a fraction of total steps (when warmup_steps is 0).",
-                             "0.05-0.1 (seed guide: 5-10% of the steps).", ge=0.0, le=0.5)
+                             "0.05-0.1 (5-10% of the steps).", ge=0.0, le=0.5)
     max_grad_norm: float = _f(1.0, "Gradient clipping norm.", "Full fine-tune 1.0; LoRA 0.3-1.0.", gt=0.0, le=100.0)
     num_epochs: float = _f(1.0, "Passes over the training split.", "Small data: 3; medium/large: 1.", gt=0.0, le=100.0)
     max_steps: int = _f(-1, "Stop after this many optimizer steps (-1: use num_epochs).", ge=-1, le=10_000_000)
@@ -280,14 +292,10 @@ class TrainingConfig(Section):
     tf32: bool = _f(True, "TF32 matmuls on Ampere+ GPUs.")
     group_by_length: bool = _f(True, "Batch scripts of similar length together to cut padding.",
                                "Dev-set lengths, batch 16, seq 512: padding 57% -> 4%, 2.2x fewer token positions.")
-    packing: bool = _f(False, "Must stay false: packing puts several scripts in one row and breaks one verdict per row.")
-    torch_threads: int = _f(0, "CPU threads for torch (0: torch's default).", ge=0, le=256)
+    torch_threads: int = _f(0, "CPU threads for torch (0: torch's default).", ge=0, le=256, affects_output=False)
 
     @model_validator(mode="after")
     def _check(self):
-        if self.packing:
-            raise ValueError("training.packing=true is refused: the classifier reads one verdict per row and packing "
-                             "puts several scripts in one row. Remove the key.")
         if self.bf16 and self.fp16:
             raise ValueError("training.bf16 and training.fp16 are both true: choose one")
         if self.warmup_steps and self.warmup_ratio:
@@ -314,10 +322,28 @@ class EvaluationConfig(Section):
     fixed_threshold: float = _f(0.5, "Threshold for the fixed policy.", ge=0.0, le=1.0)
     bootstrap_samples: int = _f(1000, "Bootstrap resamples for 95% intervals (0: none).", ge=0, le=100_000)
     baseline: bool = _f(True, "Train and score a TF-IDF + logistic regression baseline beside the model.")
+    ensemble: Literal["none", "tfidf"] = _f(
+        "none", "tfidf: also stack the model's and the baseline's scores (logistic regression on their log-odds, fit on "
+        "the VALIDATION split; its threshold from out-of-fold val scores) and report it beside both. Needs "
+        "evaluation.baseline=true.")
+    per_language_thresholds: bool = _f(True, "Also choose a threshold per language on val (same policy) and report "
+                                       "test figures at them beside the global threshold.")
+    per_language_min_count: int = _f(40, "Val scripts a language needs (and >= 10% of each label) for a threshold of "
+                                     "its own; fewer fall back to the global one.",
+                                     "A val split of ~180 swings the global threshold widely already.", ge=10,
+                                     le=1_000_000)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.ensemble != "none" and not self.baseline:
+            raise ValueError("evaluation.ensemble=tfidf stacks the baseline's scores: set evaluation.baseline=true "
+                             "or evaluation.ensemble=none")
+        return self
 
 
 class ReportConfig(Section):
-    dir: str = _f("reports", "Folder under which reports/<run.name>/ is written.")
+    dir: str = _f("reports", "Folder under which a copy of the report, reports/<run.name>/, is written. Changing it "
+                  "reruns nothing: `sgpipe report` writes the copy there.", affects_output=False)
     worst_examples: int = _f(10, "False positives and false negatives shown (escaped, cut).", ge=0, le=1000)
     excerpt_chars: int = _f(400, "Characters of each example shown.", ge=20, le=20_000)
     explain_lines: int = _f(5, "Lines highlighted in each worst example: the ones whose removal moves P(malicious) "
@@ -329,11 +355,12 @@ class ReportConfig(Section):
 
 class TrackingConfig(Section):
     report_to: list[Literal["wandb", "tensorboard", "mlflow", "none"]] = _f(
-        ["none"], "Experiment trackers.", "Development: wandb; production: wandb + tensorboard; offline: tensorboard.")
-    project: str = _f("sgpipe", "Tracker project name.")
-    tags: list[str] = _f([], "Extra tags for the tracker run.")
+        ["none"], "Experiment trackers.", "Development: wandb; production: wandb + tensorboard; offline: tensorboard.",
+        affects_output=False)
+    project: str = _f("sgpipe", "Tracker project name.", affects_output=False)
+    tags: list[str] = _f([], "Extra tags for the tracker run.", affects_output=False)
     wandb_mode: Literal["auto", "online", "offline", "disabled"] = _f(
-        "auto", "auto = online with an API key, else offline (logged).")
+        "auto", "auto = online with an API key, else offline (logged).", affects_output=False)
 
 
 class Config(Section):
@@ -347,10 +374,7 @@ class Config(Section):
     tracking: TrackingConfig = TrackingConfig()
 
     def get(self, dotted: str) -> Any:
-        node: Any = self
-        for part in dotted.split("."):
-            node = getattr(node, part)
-        return node
+        return get_dotted(self, dotted)
 
     def slice(self, dotted: str) -> Any:
         """A JSON-ready copy of one section or key: what a stage's fingerprint and manifest record."""
@@ -359,6 +383,84 @@ class Config(Section):
 
 
 # ---------------------------------------------------------------------------------------------------- loading
+# Keys that are not settings: what sgpipe always does, asked for by name in other tools' configs. Setting one is an
+# error that says why the choice is fixed, instead of an "unknown key".
+REMOVED_KEYS = {
+    "data.split.augment_after_split": "sgpipe always augments after the split (augment reads the train split "
+                                      "only): augmenting before it puts variants of one script in train and test "
+                                      "(leakage), so there is nothing to choose",
+    "training.packing": "sgpipe never packs rows: the classifier reads one verdict per row, and packing puts several "
+                        "scripts in one row",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def output_neutral_keys() -> tuple[str, ...]:
+    """Dotted keys declared `affects_output=False`: no stage output depends on them, so no fingerprint covers them."""
+    keys = []
+    for key in all_keys(leaves_only=True):
+        extra = _field(key).json_schema_extra
+        if isinstance(extra, dict) and extra.get("affects_output") is False:
+            keys.append(key)
+    return tuple(keys)
+
+
+def without_neutral_keys(key: str, value: Any) -> Any:
+    """A config slice (`Config.slice(key)`) with its output-neutral keys removed: what a fingerprint hashes."""
+    neutral = [k for k in output_neutral_keys() if k.startswith(key + ".")]
+    if not neutral or not isinstance(value, dict):
+        return value
+    flat = flatten(value, key + ".")
+    return nest({k.removeprefix(key + "."): v for k, v in flat.items() if k not in neutral})
+
+
+# -------------------------------------------------------------------------------------- config-tree helpers
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}: dotted keys (trackers want flat parameter names; sweeps compare them)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def get_dotted(node: Any, dotted: str) -> Any:
+    """node.a.b for key 'a.b' (a Config, a section, or a stage's view of the config)."""
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def set_dotted(tree: dict, key: str, value: Any) -> None:
+    """tree['a']['b'] = value for key 'a.b', creating sections on the way (no schema check: see `_set_dotted`)."""
+    *parents, leaf = key.split(".")
+    for p in parents:
+        tree = tree.setdefault(p, {})
+    tree[leaf] = value
+
+
+def nest(flat: dict) -> dict:
+    """{'a.b': 1} -> {'a': {'b': 1}}, sections in schema order (the order `sgpipe config show` prints)."""
+    order = {k: i for i, k in enumerate(all_keys())}
+    tree: dict = {}
+    for key in sorted(flat, key=lambda k: order.get(k, len(order))):
+        set_dotted(tree, key, flat[key])
+    return tree
+
+
+def _field(key: str):
+    model: type[BaseModel] = Config
+    *parents, leaf = key.split(".")
+    for p in parents:
+        model = model.model_fields[p].annotation
+    return model.model_fields[leaf]
+
+
+def _refuse_removed(key: str) -> None:
+    if key in REMOVED_KEYS:
+        raise ConfigError(f"'{key}' is not a setting: {REMOVED_KEYS[key]}. Remove the key.")
 def all_keys(model: type[BaseModel] = Config, prefix: str = "", leaves_only: bool = False) -> list[str]:
     """Every dotted key of the schema (sections included unless `leaves_only`)."""
     keys = []
@@ -463,15 +565,15 @@ def _looks_numeric(raw: str) -> bool:
 
 
 def _set_dotted(tree: dict, key: str, value: Any) -> None:
+    _refuse_removed(key)
     if key not in all_keys():
         raise ConfigError(f"unknown key '{key}'.{_closest(key)} Run `sgpipe config show` for every key.")
     node = tree
-    *parents, leaf = key.split(".")
-    for p in parents:
-        node = node.setdefault(p, {})
+    for p in key.split(".")[:-1]:
+        node = node.get(p, {})
         if not isinstance(node, dict):
             raise ConfigError(f"'{p}' in '{key}' is a value, not a section")
-    node[leaf] = value
+    set_dotted(tree, key, value)
 
 
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few KB; a bigger file is a mistake or an attack
@@ -573,6 +675,8 @@ def load_config(path: str | Path | None = None, presets: list[str] = (), overrid
             raise ConfigError(f"config file {path} does not exist (try configs/tiny.yaml)")
         tree = load_yaml(path)
         origin = str(path)
+        for key in flatten(tree):
+            _refuse_removed(key)
     for name in presets:
         if name not in PRESETS:
             near = difflib.get_close_matches(name, list(PRESETS), n=1)
@@ -592,13 +696,10 @@ def load_config(path: str | Path | None = None, presets: list[str] = (), overrid
 
 def field_info(key: str) -> dict:
     """Help, default, range and guidance of one dotted key (for `sgpipe config explain`)."""
+    _refuse_removed(key)
     if key not in all_keys():
         raise ConfigError(f"unknown key '{key}'.{_closest(key)}")
-    model: type[BaseModel] = Config
-    *parents, leaf = key.split(".")
-    for p in parents:
-        model = model.model_fields[p].annotation
-    field = model.model_fields[leaf]
+    field = _field(key)
     bounds = {}
     for m in field.metadata:
         for attr in ("ge", "gt", "le", "lt", "min_length", "max_length"):
@@ -608,4 +709,5 @@ def field_info(key: str) -> dict:
     if isinstance(default, BaseModel):
         default = default.model_dump(mode="json")
     return {"key": key, "type": str(field.annotation).replace("typing.", ""), "default": default,
-            "range": bounds, "help": field.description or "", "guide": (field.json_schema_extra or {}).get("guide", "")}
+            "range": bounds, "help": field.description or "", "guide": (field.json_schema_extra or {}).get("guide", ""),
+            "affects_output": key not in output_neutral_keys()}

@@ -1,8 +1,8 @@
-"""Diagnose a run: read its training log, metrics and config, name what went wrong, and give the seed guide's fixes.
+"""Diagnose a run: read its training log, metrics and config, name what went wrong, and give the fixes.
 
 Each check reads numbers the run already saved (train/log_history.json, evaluate/metrics.json, the config slices in
 the stage manifests) and returns Findings with their evidence (the steps and values that triggered them) and the
-config changes that scriptguard-training-parameters-guide.md prescribes for that symptom, computed from the run's
+config changes pipeline/advice.py prescribes for that symptom (the fix-* presets), computed from the run's
 own values (a weight decay already at 0.2 goes to 0.3, not back to 0.2). Severity: error and warning are alarms;
 advice and info are not, so a healthy run reports infos only.
 
@@ -24,8 +24,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .config import TINY_MODEL_ID, Config, load_config
+from .advice import ADVICE, ladder
+from .config import TINY_MODEL_ID, Config, load_config, set_dotted
 from .records import read_json
+from .rundir import RunDir
 
 SEVERITIES = ("error", "warning", "advice", "info")  # most severe first; findings are sorted this way
 ALARMS = ("error", "warning")
@@ -42,7 +44,7 @@ class Finding:
     title: str
     evidence: dict = field(default_factory=dict)  # steps and the values seen there, plus the figures compared
     changes: dict[str, Any] = field(default_factory=dict)  # dotted config key -> suggested value
-    preset: str | None = None  # the seed-guide preset (pipeline/presets.py) for this symptom
+    preset: str | None = None  # the preset (pipeline/presets.py) for this symptom
     why: str = ""
 
     @property
@@ -160,56 +162,62 @@ def _lora(cfg: Config) -> bool:
 
 # ------------------------------------------------------------------------------------------------ the fixes
 def overfitting_changes(cfg: Config) -> dict:
-    """Seed guide, 'Overfitting': weight decay 0.2, LoRA dropout 0.2, smoothing 0.15, patience 2 (one rung up when
-    already there), and alpha = r for gentler LoRA updates."""
-    t = cfg.training
-    p: dict[str, Any] = {"training.weight_decay": _up(t.weight_decay, [0.2, 0.3]),
-                         "training.label_smoothing_factor": _up(t.label_smoothing_factor, [0.15, 0.2]),
+    """ADVICE['overfitting'] (one rung up when the run already had it), and alpha = r for gentler LoRA updates."""
+    t, advised = cfg.training, ADVICE["overfitting"].changes
+    p: dict[str, Any] = {"training.weight_decay": _up(t.weight_decay, ladder("overfitting", "training.weight_decay",
+                                                                             0.3)),
+                         "training.label_smoothing_factor": _up(t.label_smoothing_factor, ladder(
+                             "overfitting", "training.label_smoothing_factor", 0.2)),
                          "training.early_stopping": True, "training.load_best_model_at_end": True,
-                         "training.early_stopping_patience": min(t.early_stopping_patience, 2)}
+                         "training.early_stopping_patience": min(t.early_stopping_patience,
+                                                                 advised["training.early_stopping_patience"])}
     if _lora(cfg):
-        p["lora.dropout"] = _up(cfg.lora.dropout, [0.2, 0.3])
+        p["lora.dropout"] = _up(cfg.lora.dropout, ladder("overfitting", "lora.dropout", 0.3))
         p["lora.alpha"] = min(cfg.lora.alpha, cfg.lora.r)
     return _only_changed(cfg, p)
 
 
 def _more_learning_rate(cfg: Config) -> float:
-    # seed guide: 'loss does not fall -> raise it (4e-5 -> 1e-4)'; from-scratch models use 1e-3 to 5e-3
+    # at least the advised rate, 2.5x the run's; capped (from-scratch models such as the tiny one use 1e-3 to 5e-3)
     cap = 5e-3 if cfg.model.model_id == TINY_MODEL_ID else 1e-2
-    return float(f"{min(cap, max(1e-4, cfg.training.learning_rate * 2.5)):.3g}")
+    advised = ADVICE["underfitting"].changes["training.learning_rate"]
+    return float(f"{min(cap, max(advised, cfg.training.learning_rate * 2.5)):.3g}")
 
 
 def underfitting_changes(cfg: Config, used_whole_budget: bool) -> dict:
-    """Seed guide, 'Underfitting': learning rate up, LoRA r 32 (alpha 2r), weight decay 0.05, 3 epochs; smoothing
-    0-0.05 and dropout 0.05-0.1. More epochs only when the run used its whole budget (else it stopped early)."""
-    t = cfg.training
+    """ADVICE['underfitting']: learning rate up, LoRA r up (alpha 2r), less weight decay, smoothing and dropout.
+    More epochs only when the run used its whole budget (else it stopped early)."""
+    t, advised = cfg.training, ADVICE["underfitting"].changes
     p: dict[str, Any] = {"training.learning_rate": _more_learning_rate(cfg),
-                         "training.weight_decay": min(t.weight_decay, 0.05),
-                         "training.label_smoothing_factor": min(t.label_smoothing_factor, 0.05)}
+                         "training.weight_decay": min(t.weight_decay, advised["training.weight_decay"]),
+                         "training.label_smoothing_factor": min(t.label_smoothing_factor,
+                                                                advised["training.label_smoothing_factor"])}
     if _lora(cfg):
-        r = int(_up(cfg.lora.r, [32, 64]))
-        p.update({"lora.r": r, "lora.alpha": 2 * r, "lora.dropout": min(cfg.lora.dropout, 0.1)})
+        r = int(_up(cfg.lora.r, ladder("underfitting", "lora.r", 64)))
+        p.update({"lora.r": r, "lora.alpha": 2 * r, "lora.dropout": min(cfg.lora.dropout, advised["lora.dropout"])})
     if used_whole_budget:
         if t.max_steps > 0:
             p["training.max_steps"] = t.max_steps * 2
         else:
-            p["training.num_epochs"] = min(100.0, 3.0 if t.num_epochs < 3 else t.num_epochs * 2)
+            epochs = advised["training.num_epochs"]
+            p["training.num_epochs"] = min(100.0, epochs if t.num_epochs < epochs else t.num_epochs * 2)
     return _only_changed(cfg, p)
 
 
 def collapse_changes(cfg: Config, roc_auc: float | None) -> dict:
-    """Seed guide, 'Specificity: 0.00': smoothing 0.1, hybrid balance, dedup 0.85; and a threshold chosen on val
+    """ADVICE['collapse'] (never less smoothing or a looser dedup than the run had); and a threshold chosen on val
     by Youden's J when the ranking is good (high ROC AUC) and only the threshold put every score on one side."""
-    p: dict[str, Any] = {"training.label_smoothing_factor": max(cfg.training.label_smoothing_factor, 0.1),
-                         "data.balance.method": "hybrid", "data.dedup.enabled": True,
-                         "data.dedup.threshold": min(cfg.data.dedup.threshold, 0.85)}
+    advised = ADVICE["collapse"].changes
+    p: dict[str, Any] = {**advised, "training.label_smoothing_factor": max(
+        cfg.training.label_smoothing_factor, advised["training.label_smoothing_factor"]),
+        "data.dedup.threshold": min(cfg.data.dedup.threshold, advised["data.dedup.threshold"])}
     if roc_auc is not None and roc_auc >= 0.75:
         p["evaluation.threshold_policy"] = "youden"
     return _only_changed(cfg, p)
 
 
 def stability_changes(cfg: Config) -> dict:
-    """Seed guide, 'loss explodes -> lower the learning rate'; clip at 1.0 and warm up when there is no warmup."""
+    """A loss that explodes wants a lower learning rate; clip at 1.0 and warm up when there is no warmup."""
     t = cfg.training
     p: dict[str, Any] = {"training.learning_rate": float(f"{t.learning_rate / 2:.3g}"),
                          "training.max_grad_norm": min(t.max_grad_norm, 1.0)}
@@ -243,7 +251,7 @@ def check_numbers(log: Log, cfg: Config) -> list[Finding]:
                  "train_loss": [_r(first)] + [_r(v) for _, v in high[:10]], "limit": _r(limit)},
                 stability_changes(cfg), None,
                 "A two-label loss starts near ln 2 = 0.693; climbing far above its start means the updates overshoot. "
-                "Seed guide: lower the learning rate."))
+                "Lower the learning rate."))
     return out
 
 
@@ -326,7 +334,7 @@ def check_early_stop(log: Log, cfg: Config) -> list[Finding]:
     interval = steps[0] if t.eval_per_epoch and steps else t.eval_steps
     need = math.ceil(warmup / interval) + 1
     p: dict[str, Any] = {"training.early_stopping_patience": max(t.early_stopping_patience, need)}
-    if warmup > 0.1 * total:  # seed guide: warmup is about 5-10% of the steps
+    if warmup > 0.1 * total:  # warmup is usually 5-10% of the steps
         p.update({"training.warmup_steps": 0, "training.warmup_ratio": 0.05})
     return [Finding(
         "early_stop_in_warmup", "warning", f"early stopping fired at step {log.last_step}, before warmup ended "
@@ -334,8 +342,8 @@ def check_early_stop(log: Log, cfg: Config) -> list[Finding]:
         {"steps": [log.last_step], "warmup_steps": warmup, "planned_steps": total,
          "patience": t.early_stopping_patience, "eval_steps": interval},
         _only_changed(cfg, p), None,
-        "The learning rate never reached its peak: the model was judged while it was still warming up. Seed guide: "
-        "patience x eval_steps of 100-200 steps, warmup about 5-10% of the steps.")]
+        "The learning rate never reached its peak: the model was judged while it was still warming up. Usual "
+        "values: patience x eval_steps of 100-200 steps, warmup about 5-10% of the steps.")]
 
 
 def _train_between(log: Log, lo: int, hi: int) -> float | None:
@@ -382,7 +390,7 @@ def check_fit(log: Log, cfg: Config) -> list[Finding]:
             if cfg.training.load_best_model_at_end else ""
         out.append(Finding("overfitting", "warning", title, evidence, overfitting_changes(cfg), "fix-overfitting",
                            "The model fits the training scripts better than it generalises to validation ones "
-                           "(seed guide: train 98%, test 85%)." + kept))
+                           "(e.g. 98% accuracy on train, 85% on test)." + kept))
 
     train_high = train_recent >= floor + 0.8 * (LN2 - floor)
     if train_high and val_last >= 0.9 * LN2:
@@ -398,22 +406,20 @@ def check_fit(log: Log, cfg: Config) -> list[Finding]:
              "val_loss": _r(val_last), "train_loss_floor": _r(floor), "flat": flat},
             underfitting_changes(cfg, whole), "fix-underfitting",
             "Neither split is learned: more capacity, a higher learning rate, less regularisation, more steps "
-            "(seed guide: train and test both ~70%)."))
+            "(e.g. both splits stuck near 70% accuracy)."))
     return out
 
 
 def read_test_metrics(run_dir: Path) -> dict | None:
     """The model's test figures: evaluate/metrics.json, else the report's copy."""
-    evaluated = run_dir / "evaluate" / "metrics.json"
-    if evaluated.is_file():
-        return read_json(evaluated).get("model")
-    reported = run_dir / "report" / "metrics.json"
-    return read_json(reported) if reported.is_file() else None
+    run = RunDir(run_dir)
+    evaluated = run.metrics("evaluate")
+    return evaluated.get("model") if evaluated is not None else run.metrics("report")
 
 
 def read_val_metrics(run_dir: Path) -> dict | None:
     """Validation figures at the threshold evaluate chose on validation (evaluate/val_predictions.jsonl)."""
-    path = run_dir / "evaluate" / "val_predictions.jsonl"
+    path = RunDir(run_dir).stage("evaluate") / "val_predictions.jsonl"
     if not path.is_file():
         return None
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -447,8 +453,8 @@ def check_collapse(log: Log, metrics: dict | None, cfg: Config, val: dict | None
         out.append(Finding(
             "collapse", "error", f"collapse: {which} is 0.00 on validation at the chosen threshold: every {cls} "
             f"script is called {side}", evidence, collapse_changes(cfg, (metrics or {}).get("roc_auc")),
-            "fix-collapse", "The model predicts one class, on the split that picks the threshold. Seed guide: label "
-            "smoothing 0.1-0.15, augment after the split on both classes, hybrid balance, dedup at 0.85."))
+            "fix-collapse", "The model predicts one class, on the split that picks the threshold. Fix: "
+            f"{ADVICE['collapse'].fix}."))
     tested = _one_class(metrics)
     if tested:
         which, cls, side = tested
@@ -490,7 +496,7 @@ CLOSEST_TIER = {"starcoder2-1b": "vram-12gb", "starcoder2-3b": "vram-24gb", "sta
 
 
 def check_memory(cfg: Config, device: str) -> list[Finding]:
-    """The seed guide's VRAM tiers (batch x accumulation, checkpointing, 4-bit, 8-bit optimizer): advice on CUDA,
+    """The VRAM tiers of the vram-* presets (batch x accumulation, checkpointing, 4-bit, 8-bit optimizer): advice on CUDA,
     an info when a CPU run of a hub model is a plan for a GPU. The built-in tiny model needs none of it."""
     from .tracking import vram_tier
 
@@ -504,10 +510,10 @@ def check_memory(cfg: Config, device: str) -> list[Finding]:
                         "memory: planning for a GPU, start from a VRAM preset" + (f" ({closest})" if closest else ""),
                         {"model_id": m.model_id, "batch": t.per_device_train_batch_size,
                          "accumulation": t.gradient_accumulation_steps}, preset=tier or closest,
-                        why="Seed guide tiers: 8-12 GB starcoder2-1b batch 1x32; 16 GB 3b 2x16; 24 GB 3b 4x8; "
+                        why="VRAM tiers: 8-12 GB starcoder2-1b batch 1x32; 16 GB 3b 2x16; 24 GB 3b 4x8; "
                             "40 GB 7b 8x4; 80 GB 7b 16x2 (--preset vram-12gb ... vram-80gb).")]
     if tier:
-        return [Finding("memory_tier", "info", f"memory: the config matches the seed guide's {tier} tier",
+        return [Finding("memory_tier", "info", f"memory: the config matches the {tier} tier",
                         {"model_id": m.model_id}, preset=tier)]
     p: dict[str, Any] = {}
     effective = t.per_device_train_batch_size * t.gradient_accumulation_steps
@@ -522,7 +528,7 @@ def check_memory(cfg: Config, device: str) -> list[Finding]:
         p["training.optim"] = "paged_adamw_8bit"
     if not p:
         return []
-    return [Finding("memory", "advice", "memory: the config is outside the seed guide's VRAM tiers",
+    return [Finding("memory", "advice", "memory: the config is outside the VRAM tiers of the vram-* presets",
                     {"model_id": m.model_id, "batch": t.per_device_train_batch_size,
                      "accumulation": t.gradient_accumulation_steps, "effective_batch": effective,
                      "gradient_checkpointing": m.gradient_checkpointing, "load_in_4bit": m.load_in_4bit,
@@ -555,22 +561,20 @@ def summary(log: Log, metrics: dict | None, cfg: Config, stopped_early: bool, to
 # ------------------------------------------------------------------------------------------------ entry points
 def diagnose(run_dir: str | Path, config: Config | None = None) -> list[Finding]:
     """Every finding for one run, most severe first. `config` defaults to the one the run's manifests recorded."""
-    from .compare import run_config
-    from .runner import read_manifest
-
     run_dir = Path(run_dir)
-    history = run_dir / "train" / "log_history.json"
+    run = RunDir(run_dir)
+    history = run.log_history
     if not history.is_file():
         raise DiagnoseError(f"{history} is missing: train the run first (`sgpipe all --run-dir {run_dir}`)")
     try:
-        cfg = config if config is not None else Config.model_validate(run_config(run_dir))
+        cfg = config if config is not None else Config.model_validate(run.config())
     except ValidationError as e:
         first = e.errors()[0]
         raise DiagnoseError(f"the config recorded in {run_dir}'s manifests does not load in this sgpipe version "
                             f"({first['loc']}: {first['msg']}): rerun the run with this version") from None
     log = read_log(read_json(history))
     metrics = read_test_metrics(run_dir)
-    device = ((read_manifest(run_dir, "train") or {}).get("counts") or {}).get("device") or cfg.model.device
+    device = run.counts("train").get("device") or cfg.model.device
     total = planned_steps(log, cfg)
     stopped_early = bool(cfg.training.early_stopping and total and log.last_step < total)
 
@@ -631,13 +635,6 @@ def render_json(findings: list[Finding], run_dir: Path | str) -> str:
                                "findings": [asdict(f) for f in findings]}), indent=2, default=str, allow_nan=False)
 
 
-def _set(tree: dict, dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    for p in parents:
-        tree = tree.setdefault(p, {})
-    tree[leaf] = value
-
-
 def write_config(findings: list[Finding], base: str | Path | dict, out_path: str | Path,
                  protect: Path | None = None) -> tuple[Path, dict]:
     """Write a NEW config: `base` (a YAML path or a config tree) with the suggested changes, validated by load_config.
@@ -655,7 +652,7 @@ def write_config(findings: list[Finding], base: str | Path | dict, out_path: str
                             "run's files stay as they ran")
     changes = suggested_changes(findings)
     for key, value in changes.items():
-        _set(tree, key, value)
+        set_dotted(tree, key, value)
     header = "# Written by `sgpipe diagnose`: the base config with the changes below.\n" + "".join(
         f"#   {k}: {json.dumps(v)}\n" for k, v in changes.items())
     out.parent.mkdir(parents=True, exist_ok=True)

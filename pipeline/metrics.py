@@ -332,7 +332,7 @@ def per_group_metrics(y_true, scores, groups, threshold: float = 0.5, min_n: int
 def collapse_alarm(metrics: dict) -> str | None:
     """A message when the model calls everything one class (sensitivity or specificity exactly 0), else None.
 
-    This is the "Specificity: 0.00" symptom of the seed guide; the message lists its fixes.
+    This is the classic "Specificity: 0.00" failure; the message gives the fixes of pipeline/advice.py.
     """
     sens, spec = metrics.get("sensitivity"), metrics.get("specificity")
     if spec == 0:
@@ -341,11 +341,9 @@ def collapse_alarm(metrics: dict) -> str | None:
         what = f"sensitivity is 0.00: every malicious script is called benign (threshold {metrics.get('threshold')})"
     else:
         return None
-    return (f"COLLAPSE: {what}. The model predicts one class. Fixes from the seed guide: "
-            "label_smoothing_factor 0.1-0.15; augment after the split, both classes; balance_method hybrid; "
-            "dedup_threshold 0.85; and check the threshold policy (a fixed 0.5 on uncalibrated scores, or a target "
-            "the val set cannot meet, puts every score on one side) - compare roc_auc: if it is high the ranking is "
-            "fine and only the threshold is wrong.")
+    from .advice import ADVICE  # the remedy is the one diagnose and the fix-collapse preset give
+
+    return f"COLLAPSE: {what}. The model predicts one class. Fixes: {ADVICE['collapse'].fix}."
 
 
 def roc_points(y_true, scores) -> dict | None:
@@ -364,3 +362,46 @@ def pr_points(y_true, scores) -> dict | None:
         return None
     precision, recall, _ = precision_recall_curve(y, s)
     return {"recall": recall.tolist(), "precision": precision.tolist()}
+
+
+def per_group_thresholds(y_val, s_val, groups, global_threshold: float, min_count: int, policy: str = "youden",
+                         target: float | None = None, fixed: float = 0.5, seed: int = 0) -> dict[str, dict]:
+    """A threshold per group (language) chosen on VALIDATION by `policy`, where the group has at least `min_count`
+    val scripts of which at least a tenth (and 3) are of each label; elsewhere the global threshold.
+
+    Scores of one model are not on one scale across languages (the dev set: overall AUC below most per-language
+    AUCs), so one threshold can be right for one language and wrong for another. Returns {group: {"threshold",
+    "source": "group" | "global", "n_val"}}, sorted by group name.
+    """
+    y, s = _check(y_val, s_val, "per_group_thresholds")
+    g = np.asarray([str(x) for x in groups])
+    out = {}
+    for name in sorted(set(g.tolist())):
+        mask = g == name
+        n, n_pos = int(mask.sum()), int(y[mask].sum())
+        fewest = max(3, int(math.ceil(0.1 * n)))
+        if n >= min_count and min(n_pos, n - n_pos) >= fewest:
+            t = choose_threshold(y[mask], s[mask], policy, target=target, fixed=fixed, n_boot=50, seed=seed)
+            out[name] = {"threshold": t["threshold"], "source": "group", "n_val": n,
+                         "stability": {k: t["stability"][k] for k in ("p5", "p95")}}
+        else:
+            out[name] = {"threshold": float(global_threshold), "source": "global", "n_val": n}
+    return out
+
+
+def metrics_at_group_thresholds(y_true, scores, groups, thresholds: dict[str, dict],
+                                default: float) -> dict:
+    """Metrics when each script is judged at its group's threshold (`default` for a group not in `thresholds`).
+
+    The same figures as `binary_metrics` at threshold 0.5 of the shifted scores: a script is malicious iff its score
+    is at least its group's threshold. Ranking metrics (AUC) are left out: they do not depend on thresholds."""
+    y, s = _check(y_true, scores, "metrics_at_group_thresholds")
+    g = [str(x) for x in groups]
+    t = np.array([thresholds.get(name, {}).get("threshold", default) for name in g], dtype=np.float64)
+    hit = (s >= t).astype(np.float64)  # 1.0 at or above the group threshold, 0.0 below: binary_metrics at 0.5
+    keys = ("sensitivity", "specificity", "precision", "npv", "f1", "balanced_accuracy", "mcc", "accuracy", "tp",
+            "fp", "tn", "fn", "n")
+    overall = binary_metrics(y, hit, 0.5)
+    per = per_group_metrics(y, hit, g, 0.5)
+    return {**{k: overall[k] for k in keys if k in overall},
+            "per_lang": {name: {k: m[k] for k in keys if k in m} for name, m in per.items()}}

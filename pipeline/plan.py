@@ -76,7 +76,7 @@ def _tokens(cfg: Config, records: Sequence[Record]) -> dict:
 
 
 def warnings(cfg: Config, c: Cadence) -> list[str]:
-    """The seed guide's schedule checks, phrased with the fix."""
+    """The usual schedule checks (warmup 5-10% of the steps, a few evaluations per epoch), phrased with the fix."""
     t, out = cfg.training, []
     if c.warmup_steps > 0.1 * c.total_steps:
         out.append(f"warmup is {c.warmup_steps} of {c.total_steps} steps (over 10%): use training.warmup_ratio=0.05 "
@@ -110,7 +110,7 @@ def training_plan(cfg: Config, train: Sequence[Record], val: Sequence[Record]) -
         "checkpoints": c.total_steps // c.save_steps if t.eval_strategy != "epoch" else evaluations,
         **_tokens(cfg, train),
         "model": cfg.model.model_id, "finetuning_type": cfg.model.finetuning_type,
-        "vram_tier": (vram_tier(cfg) or "none of the seed guide's tiers") if cfg.model.model_id != TINY_MODEL_ID
+        "vram_tier": (vram_tier(cfg) or "none of the vram-* presets' tiers") if cfg.model.model_id != TINY_MODEL_ID
         else "n/a (the built-in tiny model runs on CPU)",
         "warnings": warnings(cfg, c),
     }

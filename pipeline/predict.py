@@ -34,6 +34,8 @@ class Prediction:
             del d["lines"]
         return d
 
+FORMATS = ("table", "json", "jsonl", "csv")  # what `render` writes
+
 
 def read_stdin(limits: ReaderLimits) -> Record | Reject:
     raw = sys.stdin.buffer.read(limits.max_file_bytes + 1)
@@ -155,4 +157,4 @@ def render(predictions: Iterable[Prediction], fmt: str, out=None, explained: boo
                           Text(verdict), *([Text(safe_display(_lines_cell(p)))] if explained else []))
         Console(file=out, highlight=False).print(table)
     else:
-        raise ValueError(f"unknown format {fmt!r}: choose table, json, jsonl or csv")
+        raise ValueError(f"unknown format {fmt!r}: choose {', '.join(FORMATS)}")

@@ -1,11 +1,14 @@
-"""Named bundles of config changes taken from the seed guide (scriptguard-training-parameters-guide.md).
+"""Named bundles of config changes: dataset-size profiles, one fix per training symptom, GPU memory tiers.
 
 `--preset NAME` applies one after the YAML file and before `--set`, so a user can still override any single key.
-`diagnose` points at these by name when it recognises the symptom each one fixes.
+The `fix-*` presets are the remedies of pipeline/advice.py, which `diagnose` and the report also give, so all three
+prescribe the same values; `diagnose` points at these by name when it recognises the symptom.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .advice import ADVICE
 
 
 @dataclass(frozen=True)
@@ -26,21 +29,8 @@ PRESETS: dict[str, Preset] = {
         "training.learning_rate": 4e-5, "training.weight_decay": 0.05, "training.label_smoothing_factor": 0.05,
         "lora.dropout": 0.1, "training.early_stopping_patience": 3, "training.num_epochs": 1.0}),
     # --- symptoms ("Quick Reference: Problems and Solutions")
-    "fix-overfitting": Preset("Train accuracy far above validation: regularise harder.", {
-        "training.weight_decay": 0.2, "lora.dropout": 0.2, "training.label_smoothing_factor": 0.15,
-        "training.early_stopping_patience": 2}),
-    "fix-underfitting": Preset("Train and validation both poor: more capacity, faster learning.", {
-        "training.learning_rate": 1e-4, "lora.r": 32, "lora.alpha": 64, "training.weight_decay": 0.05,
-        "training.num_epochs": 3.0}),
-    "fix-collapse": Preset("'Specificity: 0.00' (everything called one class): smoothing, balance, dedup.", {
-        "training.label_smoothing_factor": 0.1, "data.balance.method": "hybrid", "data.dedup.threshold": 0.85}),
-    "fix-oom": Preset("Out of memory: halve the batch, double accumulation, checkpoint activations.", {
-        "training.per_device_train_batch_size": 2, "training.gradient_accumulation_steps": 16,
-        "model.gradient_checkpointing": True}),
-    "fix-slow": Preset("Training too slow: bigger batches, fewer evaluations, fast kernels.", {
-        "training.group_by_length": True, "model.use_flash_attention_2": True, "training.tf32": True,
-        "training.per_device_train_batch_size": 8, "training.gradient_accumulation_steps": 4,
-        "training.eval_steps": 100, "training.save_steps": 100}),
+    **{f"fix-{symptom}": Preset(f"{a.symptom[0].upper()}{a.symptom[1:]}: {a.fix}.", dict(a.changes))
+       for symptom, a in ADVICE.items()},
     # --- GPU memory tiers (effective batch 32 throughout)
     "vram-12gb": Preset("8-12 GB GPU: StarCoder2-1B, batch 1 x 32.", {
         "model.model_id": "bigcode/starcoder2-1b", "training.per_device_train_batch_size": 1,

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING
+
 from .records import LABELS
+
+if TYPE_CHECKING:
+    from .config import IngestConfig
 
 REASONS = (
     "empty", "too_short", "binary", "undecodable", "too_large",  # the script itself
@@ -20,14 +25,22 @@ REASONS = (
 
 @dataclass
 class ReaderLimits:
+    """What readers accept. These defaults are the one source of the `data.ingest` defaults (config.py reads them)."""
     max_file_bytes: int = 1_000_000  # bigger scripts (files, members, table records) are rejected too_large
     min_chars: int = 1  # shorter scripts (after stripping) are rejected
-    zip_password: bytes | None = b"infected"  # tried on encrypted members; the convention for malware archives
+    zip_password: bytes | str | None = "infected"  # tried on encrypted members; the convention for malware archives
     zip_max_ratio: float = 100.0  # a member expanding more than this (and past RATIO_FLOOR) is a bomb
     zip_max_total_bytes: int = 2_000_000_000  # most uncompressed bytes read from one archive or .gz table
     zip_max_members: int = 100_000  # more members than this and the archive is a bomb
     follow_symlinks: bool = False
     label_map: dict[str, str] = field(default_factory=dict)  # user spelling -> "malicious" | "benign"
+
+    @classmethod
+    def from_config(cls, ingest: "IngestConfig") -> "ReaderLimits":
+        """The one mapping from `data.ingest` to reader limits (ingest, predict and evaluate --data use it)."""
+        return cls(max_file_bytes=ingest.max_file_bytes, min_chars=ingest.min_chars, zip_password=ingest.zip_password,
+                   zip_max_ratio=ingest.zip_max_ratio, zip_max_total_bytes=ingest.zip_max_total_bytes,
+                   follow_symlinks=ingest.follow_symlinks, label_map=dict(ingest.label_map))
 
     def __post_init__(self):
         if isinstance(self.zip_password, str):  # the YAML config holds it as text

@@ -6,7 +6,9 @@ and writes its own files into `ctx.out`, a private temporary directory. When `ru
 later run would trust: a stage directory without a manifest, or with a manifest whose fingerprint is not the
 expected one, is never used.
 
-Fingerprint of a stage = hash(stage name, the config slices it reads, the *output digests* of its upstream stages).
+A stage sees the config through a `ConfigView` of the keys its `Stage` entry declares; reading any other raises.
+Fingerprint of a stage = hash(stage name, the config keys it reads but those declared `affects_output=False`, the
+*output digests* of its upstream stages).
 Keying on upstream outputs rather than upstream configs gives early cut-off: a config change that leaves an upstream
 output byte-identical does not rerun what follows it.
 """
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from . import __version__
-from .config import Config
+from .config import Config, get_dotted, nest, output_neutral_keys, without_neutral_keys
 from .lock import LOCK_FILE, RunDirError, locked_run_dir
 from .records import read_json, write_json
 
@@ -35,23 +37,27 @@ from .records import read_json, write_json
 class Stage:
     name: str
     deps: tuple[str, ...]  # upstream stages whose outputs this stage reads
-    reads: tuple[str, ...]  # config slices that shape this stage's output (its fingerprint covers exactly these)
+    reads: tuple[str, ...]  # config keys the stage reads; its fingerprint covers them (output-neutral keys aside)
     doc: str
+    observes: tuple[str, ...] = ()  # keys read only to pass on to trackers: visible to the stage, never hashed
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("ingest", (), ("data.ingest",), "read inputs into records; reject bad ones with reasons"),
     Stage("dedup", ("ingest",), ("data.dedup",), "drop exact and near-duplicates; resolve label conflicts"),
-    Stage("split", ("dedup",), ("data.split", "data.dedup.threshold", "data.dedup.ngram_size", "data.dedup.num_perm",
-                                "run.seed"), "train/val/test split and leakage check"),
-    Stage("augment", ("split",), ("data.augment", "run.seed"), "label-preserving variants of train scripts"),
+    Stage("split", ("dedup",), ("data.split", "run.seed"), "train/val/test split"),
+    Stage("augment", ("split",), ("data.augment", "data.dedup.ngram_size", "data.dedup.num_perm", "data.dedup.workers",
+                                  "run.seed"),
+          "label-preserving variants of train scripts; leakage check of train against val/test"),
     Stage("balance", ("augment",), ("data.balance", "run.seed"), "hybrid over/under-sampling of train"),
     Stage("train", ("balance", "split"), ("model", "lora", "training", "run.seed"),
-          "fine-tune the classifier (val for early stopping)"),
-    Stage("evaluate", ("train", "balance", "split"), ("evaluation", "run.seed"),
+          "fine-tune the classifier (val for early stopping)", observes=("tracking", "run.name")),
+    Stage("evaluate", ("train", "balance", "split"), ("evaluation", "run.seed", "model.allow_pickle_weights",
+                                                      "model.device", "training.per_device_eval_batch_size"),
           "threshold on val, metrics on test, baseline"),
     Stage("report", ("evaluate", "train", "balance", "augment", "split", "dedup", "ingest"),
-          ("report", "run.name", "run.seed"), "markdown, HTML, JSON and plots"),
+          ("report", "run.name", "run.seed", "model.model_id", "model.finetuning_type", "model.allow_pickle_weights",
+           "model.device", "training.per_device_eval_batch_size"), "markdown, HTML, JSON and plots"),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 BY_NAME = {s.name: s for s in STAGES}
@@ -68,12 +74,56 @@ class StageError(RuntimeError):
     """A stage could not run; the message says why and what to do. Earlier outputs are untouched."""
 
 
+def _covers(declared: str, key: str) -> bool:
+    return key == declared or key.startswith(declared + ".")
+
+
+class ConfigView:
+    """The part of the config a stage declared (`Stage.reads` + `Stage.observes`), read like a `Config`.
+
+    Reading any other key raises a StageError: a stage's fingerprint covers exactly its declared keys, so an
+    undeclared read would let a config change alter an output without rerunning the stage.
+    """
+
+    def __init__(self, config: Config, stage: Stage, path: str = ""):
+        self._config, self._stage, self._path = config, stage, path
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        key = f"{self._path}.{name}" if self._path else name
+        visible = self._stage.reads + self._stage.observes
+        if any(_covers(declared, key) for declared in visible):
+            return self._config.get(key)
+        if any(_covers(key, declared) for declared in visible):
+            return ConfigView(self._config, self._stage, key)
+        raise StageError(f"stage {self._stage.name} reads config key '{key}' but does not declare it: add it to "
+                         f"the {self._stage.name} entry of STAGES in pipeline/runner.py (reads, or observes for "
+                         "tracker-only keys)")
+
+    def get(self, dotted: str) -> Any:
+        return get_dotted(self, dotted)
+
+    def slice(self, dotted: str) -> Any:
+        self.get(dotted)  # raises for an undeclared key
+        return self._config.slice(dotted)
+
+    def model_dump(self, mode: str = "json") -> dict:
+        """The visible keys as a nested dict (what the stage may log to a tracker)."""
+        visible = self._stage.reads + self._stage.observes
+        tree = nest({k: self._config.slice(k) for k in visible if not self._path or _covers(self._path, k)})
+        for part in self._path.split(".") if self._path else ():
+            tree = tree.get(part, {})
+        return tree
+
+
 @dataclass
 class StageContext:
-    """What a stage sees: its config, where to read upstream outputs, where to write, and how to talk."""
+    """What a stage sees: its config (a view of its declared keys), where to read upstream outputs, where to write,
+    and how to talk."""
 
     stage: Stage
-    config: Config
+    config: ConfigView
     run_dir: Path
     out: Path  # private temporary directory: everything written here is published atomically on success
     work: Path  # persistent scratch space that survives interrupts (checkpoints for --resume); never trusted as output
@@ -125,7 +175,8 @@ def input_stats(paths: Iterable[str]) -> list:
 
 
 def fingerprint(stage: Stage, config: Config, upstream: dict[str, str]) -> str:
-    slices = {key: config.slice(key) for key in stage.reads}
+    slices = {key: without_neutral_keys(key, config.slice(key)) for key in stage.reads
+              if key not in output_neutral_keys()}
     extra = {"inputs": input_stats(config.data.ingest.inputs)} if stage.name == "ingest" else {}
     return _digest({"stage": stage.name, "config": slices, "upstream": upstream, "version": __version__, **extra})
 
@@ -212,7 +263,7 @@ def run_stage(config: Config, run_dir: Path, name: str, options: dict | None = N
     out.mkdir()
     work = run_dir / ".work" / name
     work.mkdir(parents=True, exist_ok=True)
-    ctx = StageContext(stage, config, run_dir, out, work, st.expected, options or {}, log)
+    ctx = StageContext(stage, ConfigView(config, stage), run_dir, out, work, st.expected, options or {}, log)
     started = time.time()
     try:
         module = import_module(f"pipeline.stages.{name}")

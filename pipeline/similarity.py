@@ -46,6 +46,10 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .config import DedupConfig
+
+_DEDUP = DedupConfig()  # the schema's defaults: the one source of the threshold, n-gram size and permutations
+
 _U64 = np.uint64
 _MASK32 = _U64(0xFFFFFFFF)
 _P = 0x100000001B3  # odd, so it has an inverse modulo 2^64
@@ -308,13 +312,13 @@ class UnionFind:
 class NearDuplicateIndex:
     """Find all pairs of texts whose shingle sets have Jaccard similarity >= threshold.
 
-    >>> index = NearDuplicateIndex(threshold=0.85).fit(texts)
+    >>> index = NearDuplicateIndex(threshold=0.9).fit(texts)
     >>> index.pairs()     # [(i, j, jaccard), ...] with i < j, sorted
     >>> index.clusters()  # [[i, j, k], ...] groups of two or more, connected by verified pairs
     """
 
-    def __init__(self, threshold: float = 0.85, ngram: int = 5, num_perm: int = 128, seed: int = 1,
-                 workers: int = 2, batch_size: int = 256):
+    def __init__(self, threshold: float = _DEDUP.threshold, ngram: int = _DEDUP.ngram_size,
+                 num_perm: int = _DEDUP.num_perm, seed: int = 1, workers: int = _DEDUP.workers, batch_size: int = 256):
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
         if num_perm < 1 or batch_size < 1 or workers < 1:
@@ -529,8 +533,9 @@ def _join_run(run: list[int], uf: UnionFind, near: Callable[[int, int], bool]) -
         placed.setdefault(uf.find(y), []).append(y)
 
 
-def cross_pairs(texts_a: Sequence[str], texts_b: Sequence[str], threshold: float = 0.85, ngram: int = 5,
-                num_perm: int = 128, seed: int = 1, workers: int = 2) -> list[tuple[int, int, float]]:
+def cross_pairs(texts_a: Sequence[str], texts_b: Sequence[str], threshold: float = _DEDUP.threshold,
+                ngram: int = _DEDUP.ngram_size, num_perm: int = _DEDUP.num_perm, seed: int = 1,
+                workers: int = _DEDUP.workers) -> list[tuple[int, int, float]]:
     """Verified near-duplicate pairs (i, j, jaccard) with texts_a[i] ~ texts_b[j], e.g. train/test leakage."""
     index = NearDuplicateIndex(threshold, ngram, num_perm, seed, workers).fit(list(texts_a) + list(texts_b))
     n = len(texts_a)

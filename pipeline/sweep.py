@@ -1,6 +1,6 @@
 """Sweeps: a baseline, then trials that change the config, each a full run directory; data stages computed once.
 
-hyperparameter-tracking.md's method: start from a baseline, change one parameter at a time (or search a grid),
+The method: start from a baseline, change one parameter at a time (or search a grid),
 compare every trial with the baseline. Layout of a sweep directory:
 
     <sweep>/data/                 the data stages (ingest .. balance) of the base config, computed once
@@ -42,16 +42,18 @@ from typing import Any, Callable
 
 import yaml
 
-from .compare import CONFIG_FILE, METRICS, TRIAL_FILE, TRIALS, run_metrics
-from .config import Config, ConfigError, load_config, parse_override
+from .compare import METRICS, TRIAL_FILE, TRIALS, run_metrics
+from .config import Config, ConfigError, flatten, load_config, output_neutral_keys, parse_override
 from .records import read_json, write_json
+from .rundir import CONFIG_FILE
 from .runner import BY_NAME, STAGE_NAMES, read_manifest, run_pipeline
-from .tracking import flatten
 
 DATA_STAGES = STAGE_NAMES[: STAGE_NAMES.index("balance") + 1]
 SEARCHES = ("grid", "random", "tpe")
-# Settings that may differ between the machines of one distributed study without changing what a trial computes.
-MACHINE_KEYS = ("data.ingest.inputs", "data.dedup.workers", "training.torch_threads", "report.dir", "run.name")
+# Settings that may differ between the machines of one distributed study without changing what a trial computes:
+# the output-neutral keys (declared on the fields), where the data lies (its digest is compared instead) and the
+# run's name (a label).
+MACHINE_KEYS = (*output_neutral_keys(), "data.ingest.inputs", "run.name")
 
 
 class SweepError(ValueError):
@@ -320,7 +322,7 @@ def _space_from_json(data: dict) -> Space:
 def comparable(cfg: Config) -> dict:
     """The config as a distributed study compares it across machines: machine-specific keys left out."""
     flat = flatten(cfg.model_dump(mode="json"))
-    return {k: v for k, v in flat.items() if k not in MACHINE_KEYS and not k.startswith("tracking.")}
+    return {k: v for k, v in flat.items() if k not in MACHINE_KEYS}
 
 
 def open_study(s: Sweep, space: Space, search: str, storage: str, name: str, worker: bool, digest: str, sampler):

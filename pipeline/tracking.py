@@ -12,6 +12,8 @@ import os
 import platform
 import sys
 
+from .config import flatten
+
 INSTALL_HINT = "pip install 'sgpipe[tracking]'"
 
 
@@ -39,7 +41,7 @@ def setup_tracking(cfg, log=print) -> None:
 
 
 def vram_tier(cfg) -> str | None:
-    """The seed guide's GPU memory preset (vram-12gb ... vram-80gb) whose every setting the config has, if any."""
+    """The GPU memory preset (vram-12gb ... vram-80gb) whose every setting the config has, if any."""
     from .presets import PRESETS
 
     for name, preset in PRESETS.items():
@@ -49,7 +51,7 @@ def vram_tier(cfg) -> str | None:
 
 
 def run_tags(cfg) -> list[str]:
-    """The tracker tags of a run (hyperparameter-tracking.md, "automatic tagging"): the configured ones, the phase
+    """The tracker tags of a run: the configured ones, the phase
     (baseline and sweep are set by `sgpipe sweep`; any other run is an iteration) and the VRAM tier it matches."""
     tags = list(cfg.tracking.tags)
     if not any(t.startswith("phase:") for t in tags):
@@ -61,7 +63,7 @@ def run_tags(cfg) -> list[str]:
 
 
 def environment() -> dict:
-    """What hyperparameter-tracking.md asks every run to record about where it ran."""
+    """Where a run ran (python, platform, torch, CUDA and GPU, library versions): recorded with every run."""
     import torch
 
     env = {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
@@ -74,20 +76,9 @@ def environment() -> dict:
     return env
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """{'a': {'b': 1}} -> {'a.b': 1}: trackers want flat parameter names."""
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def run_metadata_callback(metadata: dict):
-    """A TrainerCallback that records what hyperparameter-tracking.md requires beyond the training arguments:
-    the whole sgpipe config, the environment, the dataset version (hash) and sample counts, start and end times.
+    """A TrainerCallback that records, beyond the training arguments:
+    the config the train stage reads, the environment, the dataset version (hash) and sample counts, start and end times.
     transformers' own callbacks open the tracker runs; this adds to whichever is open."""
     import time
 

@@ -1,5 +1,5 @@
-"""Shared fixtures. Tests run with one torch thread: two xdist workers share 2 cores, and 2 threads per process
-ran 7x slower than 1 when the other core was busy (STACK-NOTES)."""
+"""Shared fixtures and overrides. Tests run with one torch thread: two xdist workers share 2 cores, and 2 threads per
+process ran 7x slower than 1 when the other core was busy (measured on the 2-core CI machine)."""
 from __future__ import annotations
 
 import os
@@ -17,6 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_DATA = ROOT / "data" / "tiny" / "small.jsonl"
 FULL_TINY_DATA = ROOT / "data" / "tiny" / "scripts.jsonl"
 TINY_CONFIG = ROOT / "configs" / "tiny.yaml"
+# The committed dataset by absolute path (tests run from any cwd), hashed by one process.
+TINY_INPUTS = [f"data.ingest.inputs=[{TINY_DATA}]", "data.dedup.workers=1"]
+# The one set of fast-training overrides: a dozen optimizer steps, an evaluation and checkpoint every 4, one torch
+# thread and few bootstrap resamples. A test that needs more says what it changes after these (last wins).
+FAST_TRAINING = ["training.max_steps=12", "training.eval_steps=4", "training.save_steps=4", "training.torch_threads=1",
+                 "evaluation.bootstrap_samples=50"]
 
 
 @pytest.fixture(autouse=True)
@@ -30,4 +36,4 @@ def _one_torch_thread():
 @pytest.fixture
 def tiny_overrides() -> list[str]:
     """Point the tiny config at the committed dataset by absolute path (tests run from any cwd)."""
-    return [f"data.ingest.inputs=[{TINY_DATA}]", "data.dedup.workers=1"]
+    return list(TINY_INPUTS)

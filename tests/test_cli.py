@@ -46,9 +46,35 @@ def test_config_errors_exit_2_with_the_fix(tmp_path):
     assert out.exit_code == 0 and "weight_decay: 0.2" in out.output
     explain = _invoke("config", "explain", "data.dedup.threshold")
     assert explain.exit_code == 0 and "0.85" in explain.output and "range" in explain.output
+    assert "reruns no stage" not in explain.output
+    assert "reruns no stage" in _invoke("config", "explain", "data.dedup.workers").output
 
 
 def test_cli_start_imports_no_heavy_library():
     code = "import sys, pipeline.cli; print(sorted({'torch', 'transformers', 'trl', 'peft'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_every_command_that_reads_a_run_takes_run_dir_and_only_train_resumes():
+    for command in ("all", "train", "evaluate", "status", "predict", "export", "diagnose"):
+        assert "--run-dir" in _invoke(command, "--help").output, command
+    assert "--resume" in _invoke("train", "--help").output
+    for command in ("ingest", "dedup", "evaluate", "report"):
+        assert _invoke(command, "--resume").exit_code == 2  # no such option: it would mean nothing there
+
+
+def test_errors_are_mapped_to_exit_codes_in_one_place(tmp_path):
+    from pipeline.cli import exit_code
+    from pipeline.compare import CompareError
+    from pipeline.config import ConfigError
+    from pipeline.diagnose import DiagnoseError
+    from pipeline.runner import StageError
+
+    assert [exit_code(e("x")) for e in (ConfigError, CompareError, StageError, DiagnoseError, FileNotFoundError)] \
+        == [2, 2, 1, 1, 1]
+    assert exit_code(KeyError("a bug")) is None  # not mapped: a bug keeps its traceback
+    missing = _invoke("export", tmp_path / "out", "--run-dir", tmp_path / "no-run", "--config", TINY_CONFIG)
+    assert missing.exit_code == 1 and "error:" in missing.output and "train first" in missing.output
+    bad_key = _invoke("status", "--config", TINY_CONFIG, "--set", "training.packing=true")
+    assert bad_key.exit_code == 2 and "'training.packing' is not a setting" in " ".join(bad_key.output.split())

@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.compare import CompareError, compare, csv_cell, run_config, sensitivity, to_csv, to_markdown, write
+from pipeline.compare import CompareError, compare, csv_cell, sensitivity, to_csv, to_markdown, write
+from pipeline.rundir import RunDir
 from pipeline.config import Config, load_config
 
 from .conftest import TINY_CONFIG
@@ -47,7 +48,7 @@ def test_only_differing_parameters_and_every_metric(runs):
     assert c.varied == ["data.split.val_size", "training.learning_rate"]  # run.name is a label, not a parameter
     assert c.rows[1].params["data.split.val_size"] == 0.2 and c.rows[0].metrics["test_loss"] == pytest.approx(0.45)
     assert c.rows[0].metrics["val_balanced_accuracy"] == 0.85
-    Config.model_validate(run_config(runs[0]))  # a run's config reads back as a valid config
+    Config.model_validate(RunDir(runs[0]).config())  # a run's config reads back as a valid config
 
 
 def test_best_follows_the_metric_direction_and_warns_about_test_selection(runs):

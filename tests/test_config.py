@@ -36,8 +36,6 @@ def test_out_of_range_names_key_and_range():
 
 
 @pytest.mark.parametrize("override, fragment", [
-    (["data.split.augment_after_split=false"], "leakage"),
-    (["training.packing=true"], "one verdict per row"),
     (["training.save_steps=30", "training.eval_steps=20"], "multiple of training.eval_steps"),
     (["training.early_stopping=true", "training.load_best_model_at_end=false"], "load_best_model_at_end"),
     (["training.bf16=true", "training.fp16=true"], "choose one"),
@@ -48,6 +46,20 @@ def test_out_of_range_names_key_and_range():
 def test_cross_field_checks(override, fragment):
     with pytest.raises(ConfigError, match=fragment):
         load_config(overrides=override)
+
+
+@pytest.mark.parametrize("key, value, fragment", [("data.split.augment_after_split", "false", "leakage"),
+                                                   ("training.packing", "true", "one verdict per row")])
+def test_removed_keys_are_named_with_the_reason_wherever_they_are_set(tmp_path, key, value, fragment):
+    section, leaf = key.rsplit(".", 1)
+    nested = "".join(f"{'  ' * i}{part}:\n" for i, part in enumerate(section.split(".")))
+    yaml_file = tmp_path / "old.yaml"
+    yaml_file.write_text(nested + "  " * len(section.split(".")) + f"{leaf}: {value}\n")
+    for attempt in (lambda: load_config(overrides=[f"{key}={value}"]), lambda: load_config(yaml_file),
+                    lambda: field_info(key)):
+        with pytest.raises(ConfigError, match=f"'{key}' is not a setting: .*{fragment}.*Remove the key"):
+            attempt()
+    assert key not in all_keys()
 
 
 def test_override_types_and_precedence(tmp_path):

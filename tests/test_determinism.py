@@ -14,10 +14,9 @@ from pipeline.config import load_config
 from pipeline.records import read_records
 from pipeline.runner import BY_NAME, STAGE_NAMES, STAGES, run_pipeline
 
-from .conftest import TINY_CONFIG, TINY_DATA
+from .conftest import FAST_TRAINING, TINY_CONFIG, TINY_INPUTS
 
-FAST = ["training.max_steps=12", "training.eval_steps=4", "training.save_steps=4", "training.torch_threads=1",
-        "evaluation.bootstrap_samples=50"]
+pytestmark = pytest.mark.slow  # two full runs
 UNTIL = "evaluate"  # report shows each run's timings: its files differ by design, and nothing reads them
 STAGES_RUN = STAGE_NAMES[: STAGE_NAMES.index(UNTIL) + 1]
 
@@ -28,7 +27,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     out = {}
     for name, seed in (("first", 42), ("second", 42), ("other_seed", 7)):
         run_dir = tmp_path_factory.mktemp(name)
-        cfg = load_config(TINY_CONFIG, overrides=[f"data.ingest.inputs=[{TINY_DATA}]", "data.dedup.workers=1", *FAST,
+        cfg = load_config(TINY_CONFIG, overrides=[*TINY_INPUTS, *FAST_TRAINING,
                                                   f"run.seed={seed}"])
         assert run_pipeline(cfg, run_dir, until=UNTIL, log=lambda m: None) == list(STAGES_RUN)
         out[name] = run_dir

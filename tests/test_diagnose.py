@@ -247,15 +247,16 @@ def test_cli_diagnose_reads_the_config_from_the_run_and_writes_json(tmp_path):
     cfg = _cfg()
     run = _run(tmp_path / "run", _history(cfg, healthy_train, lambda s: 0.70 - 0.01 * s if s <= 30
                                           else 0.40 + 0.012 * (s - 30)), cfg=cfg)
-    result = CliRunner().invoke(app, ["diagnose", str(run), "--json", "--write-config", str(tmp_path / "n.yaml")])
+    result = CliRunner().invoke(app, ["diagnose", "--run-dir", str(run), "--json", "--write-config",
+                                      str(tmp_path / "n.yaml")])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["alarm"] and "overfitting" in {f["code"] for f in report["findings"]}
     assert "lr_schedule" not in {f["code"] for f in report["findings"]}  # the manifest's schedule was used
     assert load_config(tmp_path / "n.yaml").training.weight_decay > cfg.training.weight_decay
-    text = CliRunner().invoke(app, ["diagnose", str(run)])
+    text = CliRunner().invoke(app, ["diagnose", str(run)])  # the old positional spelling still works
     assert "WARNING" in text.stdout and "overfitting" in text.stdout
-    missing = CliRunner().invoke(app, ["diagnose", str(tmp_path / "nothing")])
+    missing = CliRunner().invoke(app, ["diagnose", "--run-dir", str(tmp_path / "nothing")])
     assert missing.exit_code == 1 and "log_history.json is missing" in missing.output.replace("\n", "")
 
 

@@ -13,10 +13,12 @@ from pipeline.config import load_config
 from pipeline.records import read_records
 from pipeline.runner import run_pipeline
 
-from .conftest import TINY_CONFIG, TINY_DATA
+from .conftest import FAST_TRAINING, TINY_CONFIG, TINY_INPUTS
 
-FAST = ["training.num_epochs=4", "training.eval_steps=6", "training.save_steps=6", "training.torch_threads=1",
-        "evaluation.bootstrap_samples=100"]
+# Four epochs rather than a dozen steps: the report and predict tests want a model that has learnt something.
+FAST = [*FAST_TRAINING, "training.max_steps=-1", "training.num_epochs=4", "training.eval_steps=6",
+        "training.save_steps=6", "evaluation.bootstrap_samples=100", "evaluation.ensemble=tfidf",
+        "evaluation.per_language_min_count=10"]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def run(tmp_path_factory, tiny_overrides_module):
 
 @pytest.fixture(scope="module")
 def tiny_overrides_module():
-    return [f"data.ingest.inputs=[{TINY_DATA}]", "data.dedup.workers=1"]
+    return list(TINY_INPUTS)
 
 
 def _manifest(run_dir, stage):
@@ -60,9 +62,10 @@ def test_evaluate_thresholds_on_val_and_scores_test(run):
     assert metrics["baseline"]["roc_auc"] is not None and 0 <= metrics["model"]["roc_auc"] <= 1
 
 
-def test_predict_matches_the_pipeline_and_gates_exit_codes(run, tmp_path):
+def test_predict_matches_the_pipeline(run, tmp_path):
     run_dir, _ = run
-    preds = {json.loads(l)["id"]: json.loads(l) for l in (run_dir / "evaluate" / "predictions.jsonl").read_text().splitlines()}
+    served = "ensemble_predictions.jsonl" if (run_dir / "evaluate" / "ensemble.json").exists() else "predictions.jsonl"
+    preds = {json.loads(l)["id"]: json.loads(l) for l in (run_dir / "evaluate" / served).read_text().splitlines()}
     test = list(read_records(run_dir / "split" / "test.jsonl"))
     folder = tmp_path / "scan"
     folder.mkdir()
@@ -70,23 +73,42 @@ def test_predict_matches_the_pipeline_and_gates_exit_codes(run, tmp_path):
     for i, r in enumerate(test[:6]):
         (folder / f"s{i}.{ext.get(r.lang, 'txt')}").write_text(r.text)
     (folder / "zz-binary.bin").write_bytes(b"\x00\x01\x02binary\x00")
-    out = CliRunner().invoke(app, ["predict", str(folder), "--model", str(run_dir), "--format", "jsonl"])
+    out = CliRunner().invoke(app, ["predict", str(folder), "--run-dir", str(run_dir), "--format", "jsonl"])
     assert out.exit_code == 0, out.output
     rows = [json.loads(l) for l in out.output.splitlines() if l.startswith("{")]
     assert len(rows) == 7 and rows[-1]["error"].startswith("binary")
     for i, r in enumerate(test[:6]):
         if rows[i]["lang"] == r.lang:  # same prompt => same score as evaluate's
             assert rows[i]["score"] == pytest.approx(preds[r.id]["score"], abs=1e-5)
-    malicious = [r for r in test if preds[r.id]["prediction"] == "malicious"]
-    benign = [r for r in test if preds[r.id]["prediction"] == "benign"]
-    if malicious and benign:
-        m, b = tmp_path / "m.jsonl", tmp_path / "b.jsonl"
-        m.write_text(json.dumps({"text": malicious[0].text, "lang": malicious[0].lang}) + "\n")
-        b.write_text(json.dumps({"text": benign[0].text, "lang": benign[0].lang}) + "\n")
-        gate = ["--model", str(run_dir), "--fail-on-malicious", "--format", "csv"]
-        flagged = CliRunner().invoke(app, ["predict", str(m), *gate])
-        assert flagged.exit_code == 1, flagged.output
-        assert CliRunner().invoke(app, ["predict", str(b), *gate]).exit_code == 0
+
+
+@pytest.fixture
+def gate_inputs(run, tmp_path):
+    """The highest- and the lowest-scoring test scripts, each in its own file, and a threshold between their scores:
+    the gate is exercised both ways even when the tiny model calls every test script one class at its own
+    threshold."""
+    run_dir, _ = run
+    scores = {json.loads(l)["id"]: json.loads(l)["score"]
+              for l in (run_dir / "evaluate" / "predictions.jsonl").read_text().splitlines()}
+    test = sorted(read_records(run_dir / "split" / "test.jsonl"), key=lambda r: scores[r.id])
+    low, high = test[0], test[-1]
+    assert scores[high.id] > scores[low.id], "every test script got the same score: nothing to gate on"
+    files = []
+    for name, r in (("high", high), ("low", low)):
+        files.append(tmp_path / f"{name}.jsonl")
+        files[-1].write_text(json.dumps({"text": r.text, "lang": r.lang}) + "\n")
+    return (*files, (scores[high.id] + scores[low.id]) / 2)
+
+
+def test_fail_on_malicious_gates_the_exit_code(run, gate_inputs):
+    run_dir, _ = run
+    high, low, threshold = gate_inputs
+    gate = ["--run-dir", str(run_dir), "--fail-on-malicious", "--format", "csv", "--threshold", str(threshold)]
+    flagged = CliRunner().invoke(app, ["predict", str(high), *gate])
+    assert flagged.exit_code == 1 and "1 input(s) judged malicious" in flagged.output, flagged.output
+    assert CliRunner().invoke(app, ["predict", str(low), *gate]).exit_code == 0
+    ungated = CliRunner().invoke(app, ["predict", str(high), *gate[:2], "--threshold", str(threshold)])
+    assert ungated.exit_code == 0, ungated.output  # without the flag a malicious verdict is not a failure
 
 
 def test_export_loads_with_auto_class_and_agrees(run, tmp_path):
@@ -95,7 +117,7 @@ def test_export_loads_with_auto_class_and_agrees(run, tmp_path):
     from pipeline.model.classifier import Classifier, open_classifier
 
     run_dir, _ = run
-    out = CliRunner().invoke(app, ["export", str(tmp_path / "export"), "--model", str(run_dir)])
+    out = CliRunner().invoke(app, ["export", str(tmp_path / "export"), "--run-dir", str(run_dir)])
     assert out.exit_code == 0, out.output
     assert AutoModelForSequenceClassification.from_pretrained(tmp_path / "export").config.num_labels == 2
     test = list(read_records(run_dir / "split" / "test.jsonl"))[:8]
@@ -114,6 +136,29 @@ def test_report_is_built_from_the_run(run):
     assert (report / "report.html").exists() and (report / "roc.png").exists() and (report / "training.png").exists()
 
 
+def test_ensemble_and_per_language_thresholds_are_fit_on_val_and_saved_without_pickle(run):
+    from pipeline.baseline import TfidfBaseline
+    from pipeline.ensemble import StackedEnsemble
+
+    run_dir, _ = run
+    metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    test = list(read_records(run_dir / "split" / "test.jsonl"))
+    base = TfidfBaseline.load(run_dir / "evaluate" / "baseline.npz")  # the fitted baseline, reloaded from npz
+    stored = [json.loads(l)["score"] for l in (run_dir / "evaluate" / "baseline_predictions.jsonl").read_text().splitlines()]
+    assert np.allclose(base.predict_proba([r.text for r in test]), stored, atol=1e-6)
+    model = [json.loads(l)["score"] for l in (run_dir / "evaluate" / "predictions.jsonl").read_text().splitlines()]
+    ens = [json.loads(l)["score"] for l in (run_dir / "evaluate" / "ensemble_predictions.jsonl").read_text().splitlines()]
+    assert np.allclose(StackedEnsemble.load(run_dir / "evaluate" / "ensemble.json").predict(model, stored), ens,
+                       atol=1e-5)
+    assert metrics["ensemble"]["roc_auc"] is not None and set(metrics["ensemble"]["per_lang"]) == \
+        set(metrics["model"]["per_lang"])
+    plt = metrics["per_language_thresholds"]
+    assert plt["global_threshold"] == metrics["threshold"]["threshold"] and plt["test"]["n"] == len(test)
+    assert set(plt["thresholds"]) == {r.lang for r in read_records(run_dir / "split" / "val.jsonl")}
+    md = (run_dir / "report" / "report.md").read_text()
+    assert "Model, baseline and ensemble" in md and "Per-language thresholds" in md
+
+
 def test_evaluate_on_external_data(run, tmp_path):
     run_dir, cfg = run
     out = CliRunner().invoke(app, ["evaluate", "--config", str(TINY_CONFIG), "--run-dir", str(run_dir),
@@ -122,3 +167,7 @@ def test_evaluate_on_external_data(run, tmp_path):
     ext = json.loads(next((run_dir / "evaluations").glob("*/metrics.json")).read_text())
     own = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     assert ext["model"]["roc_auc"] == pytest.approx(own["model"]["roc_auc"], abs=1e-6)
+    # the baseline and the ensemble on the user's data, per language and per source, as the report shows on test
+    for scorer in ("baseline", "ensemble"):
+        assert ext[scorer]["roc_auc"] == pytest.approx(own[scorer]["roc_auc"], abs=1e-6)
+        assert ext[scorer]["per_lang"].keys() == own[scorer]["per_lang"].keys() and ext[scorer]["per_source"]

@@ -26,10 +26,10 @@ from pipeline.config import load_config
 from pipeline.records import Record, read_records
 from pipeline.runner import STAGE_NAMES, StageError, run_pipeline, run_stage, statuses
 
-from .conftest import ROOT, TINY_CONFIG, TINY_DATA
+from .conftest import FAST_TRAINING, ROOT, TINY_CONFIG, TINY_INPUTS
 
-FAST = ["training.max_steps=12", "training.eval_steps=4", "training.save_steps=4", "training.torch_threads=1",
-        "evaluation.bootstrap_samples=50", f"data.ingest.inputs=[{TINY_DATA}]", "data.dedup.workers=1"]
+pytestmark = pytest.mark.slow  # a subprocess per kill
+FAST = [*FAST_TRAINING, *TINY_INPUTS]
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled",
              "PYTHONUNBUFFERED": "1"}  # unbuffered: what the child printed before its kill is not lost
 

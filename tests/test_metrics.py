@@ -205,7 +205,7 @@ def test_collapse_alarm():
     y, s = noisy(100, 14)
     everything_malicious = binary_metrics(y, s, 0.0)
     msg = collapse_alarm(everything_malicious)
-    assert msg and "specificity is 0.00" in msg and "label_smoothing_factor 0.1-0.15" in msg
+    assert msg and "specificity is 0.00" in msg and "label smoothing 0.1-0.15" in msg
     assert "hybrid" in msg and "0.85" in msg and "threshold" in msg
     assert "sensitivity is 0.00" in collapse_alarm(binary_metrics(y, np.zeros(100), 0.5))
     assert collapse_alarm(binary_metrics(y, s, 0.5)) is None

@@ -59,7 +59,7 @@ def _history(steps: int = 40) -> list[dict]:
 
 
 def make_run(tmp_path, *, fixed_threshold: float | None = None, one_class_test: bool = False, history=None,
-             baseline: bool = True):
+             baseline: bool = True, augment_extra: dict | None = None):
     """A run directory with every stage up to evaluate 'done', and the config the report stage runs under."""
     cfg = load_config(None, overrides=[f"report.dir={tmp_path / 'reports'}", "run.name=demo",
                                        "report.worst_examples=3", "report.excerpt_chars=200"])
@@ -95,12 +95,12 @@ def make_run(tmp_path, *, fixed_threshold: float | None = None, one_class_test: 
              {"train": len(train), "val": len(val), "test": len(test),
               "per_label": {"train": {"benign": 20, "malicious": 20}, "val": {"benign": 10, "malicious": 10},
                             "test": {"benign": 13, "malicious": 13}},
-              "groups": 86, "cross_split_exact_duplicates": 0, "cross_split_near_duplicates": 0})
+              "groups": 86, "cross_split_exact_duplicates": 0})
     _publish(cfg, run_dir, "augment", {"train.jsonl": "{}\n"},
              {"in": 40, "variants": 30, "out": 70, "variants_per_label": {"benign": 15, "malicious": 15},
               "variant_rate_per_label": {"benign": 0.75, "malicious": 0.75},
               "transforms_per_label": {"rename_vars": {"benign": 9, "malicious": 8}},
-              "python_parse_failures": 0, "unchanged_or_duplicate": 10})
+              "python_parse_failures": 0, "unchanged_or_duplicate": 10, **(augment_extra or {})})
     _publish(cfg, run_dir, "balance", {"train.jsonl": "{}\n"},
              {"method": "hybrid", "in": 70, "out": 70,
               "before": {"n": 70, "per_label": {"benign": 35, "malicious": 35},
@@ -125,6 +125,18 @@ def make_run(tmp_path, *, fixed_threshold: float | None = None, one_class_test: 
                   "baseline_predictions.jsonl": (evaluate_dir / "baseline.jsonl").read_text()}
     _publish(cfg, run_dir, "evaluate", files, {"threshold": t})
     return cfg, run_dir
+
+
+def test_report_shows_the_config_its_manifests_recorded_not_the_live_one(tmp_path):
+    cfg, run_dir = make_run(tmp_path)
+    train_manifest = read_json(run_dir / "train" / MANIFEST)  # as the runner records it: the slices that ran
+    write_json(run_dir / "train" / MANIFEST, {**train_manifest, "config": {"training": {"learning_rate": 0.000123},
+                                                                        "lora": {"r": 7}}})
+    cfg.tracking.project = "never-ran"  # read by no stage the report covers: must not show as if it ran
+    run_stage(cfg, run_dir, "report", log=lambda m: None)
+    shown = _fenced_blocks((run_dir / "report" / "report.md").read_text(encoding="utf-8"))[-1]
+    assert "learning_rate: 0.000123" in shown and "r: 7" in shown and "name: demo" in shown
+    assert "never-ran" not in shown and "tracking" not in shown
 
 
 def _fenced_blocks(markdown: str) -> list[str]:
@@ -180,7 +192,7 @@ def test_report_files_keys_escaping_fences_and_mirror(tmp_path):
             "pr_auc", "eval_loss", "brier", "ece", "threshold", "n", "per_lang", "per_source", "baseline", "ci95",
             "threshold_policy", "threshold_stability", "at_0_5", "alarm", "counts"} <= set(metrics)
     assert set(STABLE_KEYS) - {"baseline", "counts"} <= set(metrics["baseline"])
-    assert metrics["counts"]["split"]["cross_split_near_duplicates"] == 0 and metrics["alarm"] is None
+    assert metrics["counts"]["split"]["cross_split_exact_duplicates"] == 0 and metrics["alarm"] is None
     assert metrics["roc_auc"] == manifest["counts"]["roc_auc"]
 
     md, page = _report(run_dir)
@@ -211,6 +223,23 @@ def test_alarm_opens_the_report_when_specificity_is_zero(tmp_path):
     assert 'class="alarm"' in page and manifest["counts"]["alarm"]
     assert json.loads((run_dir / "report" / "metrics.json").read_text())["specificity"] == 0
     assert any("ALARM" in m for m in logs) and any(m.startswith("| metric | model") for m in logs)
+
+
+def test_report_raises_the_alarm_for_unequal_transform_rates_and_leakage(tmp_path):
+    rates = {"powershell": {"originals": {"benign": 30, "malicious": 30},
+                            "whitespace": {"benign": 0.52, "malicious": 0.26}}}
+    leak = {"threshold": 0.85, "warning": 0.7,
+            "leaks": {"pairs": 2, "held_out_scripts": 2, "per_split": {"test": 2}, "from_variants": 0},
+            "warnings": {"pairs": 1, "held_out_scripts": 1, "per_split": {"val": 1}, "from_variants": 1}}
+    gaps = [{"lang": "powershell", "transform": "whitespace", "rates": rates["powershell"]["whitespace"], "gap": 0.26}]
+    cfg, run_dir = make_run(tmp_path, augment_extra={"transform_rates": rates, "transform_rate_gaps": gaps,
+                                                     "leakage": leak, "variants_dropped_for_leakage": 3})
+    run_stage(cfg, run_dir, "report", log=lambda m: None)
+    md, page = _report(run_dir)
+    head = md.split("## ")[0]
+    assert "powershell whitespace is applied at different rates per label" in head
+    assert "leakage: 2 val/test scripts have a near-copy" in head
+    assert "| powershell | whitespace | 0.52 | 0.26 | 0.26 |" in md and 'class="alarm"' in page
 
 
 def test_degenerate_run_still_reports_and_says_which_plots_were_skipped(tmp_path):

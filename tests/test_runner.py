@@ -6,7 +6,7 @@ import pytest
 from pipeline import runner
 from pipeline.config import load_config
 from pipeline.records import read_records
-from pipeline.runner import StageError, run_pipeline, run_stage, statuses
+from pipeline.runner import BY_NAME, ConfigView, StageError, run_pipeline, run_stage, statuses
 
 from .conftest import TINY_CONFIG
 
@@ -35,9 +35,47 @@ def test_second_run_skips_and_a_changed_key_reruns_only_downstream(tmp_path, tin
 
 def test_early_cutoff_when_upstream_output_is_unchanged(tmp_path, tiny_overrides):
     cfg = _cfg(tiny_overrides)
+    run_pipeline(cfg, tmp_path, until="augment", log=lambda m: None)
+    nudged = _cfg(tiny_overrides, "data.dedup.threshold=0.86")  # no pair of data/tiny lies in [0.85, 0.86)
+    ran = run_pipeline(nudged, tmp_path, until="augment", log=lambda m: None)
+    assert ran[0] == "dedup" and "augment" not in ran  # dedup's output is unchanged, so what follows it is cut off
+
+
+@pytest.mark.parametrize("neutral", ["data.dedup.workers=2", "training.torch_threads=3", "report.dir=elsewhere",
+                                     "tracking.project=other"])
+def test_changing_an_output_neutral_key_reruns_nothing(tmp_path, tiny_overrides, neutral):
+    cfg = _cfg(tiny_overrides)
     run_pipeline(cfg, tmp_path, until="split", log=lambda m: None)
-    more_workers = _cfg(tiny_overrides, "data.dedup.workers=2")  # same result, different config slice
-    assert run_pipeline(more_workers, tmp_path, until="split", log=lambda m: None) == ["dedup"]
+    changed = _cfg(tiny_overrides, neutral)
+    assert _states(changed, tmp_path) == _states(cfg, tmp_path)
+    assert {s for s, st in _states(changed, tmp_path).items() if st == "done"} == {"ingest", "dedup", "split"}
+    assert run_pipeline(changed, tmp_path, until="split", log=lambda m: None) == []
+
+
+def test_output_neutral_keys_are_declared_on_the_fields_and_feed_the_sweep():
+    from pipeline.config import output_neutral_keys
+    from pipeline.sweep import MACHINE_KEYS
+
+    neutral = set(output_neutral_keys())
+    assert {"data.dedup.workers", "training.torch_threads", "report.dir", "tracking.project"} <= neutral
+    assert "data.dedup.threshold" not in neutral and neutral <= set(MACHINE_KEYS)
+
+
+def test_a_stage_sees_only_the_keys_it_declares():
+    cfg = load_config(TINY_CONFIG)
+    view = ConfigView(cfg, runner.Stage("split", ("dedup",), ("data.split", "data.dedup.threshold", "run.seed"), ""))
+    assert view.data.split.val_size == cfg.data.split.val_size  # a declared section
+    assert view.data.dedup.threshold == cfg.data.dedup.threshold  # a declared key of an undeclared section
+    assert view.get("run.seed") == cfg.run.seed
+    for undeclared, named in (("data.dedup.enabled", "data.dedup.enabled"), ("training.learning_rate", "training"),
+                              ("model", "model"), ("tracking.project", "tracking")):
+        with pytest.raises(StageError, match=f"split reads config key '{named}' but does not declare it"):
+            view.get(undeclared)
+    train = ConfigView(cfg, BY_NAME["train"])
+    assert train.tracking.report_to == cfg.tracking.report_to  # observed for trackers, not hashed
+    assert set(train.model_dump()) == {"model", "lora", "training", "run", "tracking"}
+    with pytest.raises(StageError):
+        train.evaluation.threshold_policy
 
 
 def test_forced_rerun_of_one_stage(tmp_path, tiny_overrides):
@@ -105,3 +143,11 @@ def test_changed_input_file_reruns_ingest(tmp_path, tiny_overrides):
         f.write('{"text": "ls -la", "label": "benign"}\n')
     assert run_pipeline(cfg, tmp_path / "run", until="ingest", log=lambda m: None) == ["ingest"]
     assert json.loads((tmp_path / "run" / "ingest" / "manifest.json").read_text())["counts"]["accepted"] == 3
+
+
+def test_every_config_key_is_read_by_some_stage():
+    from pipeline.config import all_keys
+
+    declared = [k for s in runner.STAGES for k in s.reads + s.observes]
+    unread = [k for k in all_keys(leaves_only=True) if not any(k == d or k.startswith(d + ".") for d in declared)]
+    assert unread == []

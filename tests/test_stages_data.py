@@ -1,8 +1,10 @@
 """Contracts of the data stages on small hand-made inputs and on data/tiny."""
 import ast
+import re
 import json
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from pipeline.config import load_config
@@ -87,7 +89,8 @@ def test_tiny_pipeline_has_no_cross_split_leakage_and_augments_train_only(tmp_pa
     cfg = load_config(TINY_CONFIG, overrides=tiny_overrides)
     run_pipeline(cfg, tmp_path, until="balance", log=lambda m: None)
     split = json.loads((tmp_path / "split" / "manifest.json").read_text())["counts"]
-    assert split["cross_split_near_duplicates"] == 0 and split["cross_split_exact_duplicates"] == 0
+    augment = json.loads((tmp_path / "augment" / "manifest.json").read_text())["counts"]
+    assert split["cross_split_exact_duplicates"] == 0 and augment["leakage"]["leaks"]["pairs"] == 0
     held_out = {r.id for s in ("val", "test") for r in read_records(tmp_path / "split" / f"{s}.jsonl")}
     augmented = list(read_records(tmp_path / "augment" / "train.jsonl"))
     train_ids = {r.id for r in read_records(tmp_path / "split" / "train.jsonl")}
@@ -154,13 +157,53 @@ def test_augment_equalises_the_variant_rate_across_labels_per_language():
     assert equalise(originals, made, seed=0) == kept
 
 
-def test_leakage_check_counts_near_duplicates_across_splits_when_dedup_is_off(tmp_path, tiny_overrides):
-    cfg = load_config(TINY_CONFIG, overrides=[*tiny_overrides, "data.dedup.enabled=false"])
-    notes = []
-    run_pipeline(cfg, tmp_path, until="split", log=notes.append)
-    counts = json.loads((tmp_path / "split" / "manifest.json").read_text())["counts"]
-    assert counts["cross_split_near_duplicates"] > 0  # data/tiny plants near-duplicate pairs; some get split apart
-    assert any("leakage" in n for n in notes)
+def _random_script(seed: int) -> str:
+    import random
+    rng = random.Random(seed)
+    words = ["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta", "zeta", "lambda", "rho", "tau"]
+    return "\n".join(f"${rng.choice(words)}{k} = Get-Item -Path {rng.choice(words)}{rng.randint(0, 999)} "
+                     f"-Filter {rng.choice(words)} | Out-File {rng.choice(words)}{rng.randint(0, 999)}"
+                     for k in range(30))
+
+
+def test_leakage_check_after_augment_fires_on_a_planted_leak(tmp_path):
+    """Twenty near-copies (one line changed, Jaccard ~0.9) planted in groups of their own: every twin that the split
+    puts on the other side of train is reported, and no pair of unrelated scripts is."""
+    rows = [{"text": _random_script(i), "label": ["benign", "malicious"][i % 2], "lang": "powershell",
+             "group": f"g{i}"} for i in range(60)]
+    twins = [dict(r, text=r["text"].replace("$", "$new", 1), group=f"twin{i}") for i, r in enumerate(rows[:20])]
+    run_dir, _ = _run(tmp_path, rows + twins, "augment", "data.dedup.enabled=false", "data.augment.enabled=false")
+    split_of = {r.text: s for s in SPLITS for r in read_records(run_dir / "split" / f"{s}.jsonl")}
+    expected = sum(1 for r, t in zip(rows, twins)
+                   if "train" in (split_of[r["text"]], split_of[t["text"]]) and split_of[r["text"]] != split_of[t["text"]])
+    counts = json.loads((run_dir / "augment" / "manifest.json").read_text())["counts"]
+    assert expected > 0 and counts["leakage"]["leaks"]["pairs"] == expected
+    assert counts["leakage"]["warnings"]["pairs"] == 0
+    assert "cross_split_near_duplicates" not in json.loads((run_dir / "split" / "manifest.json").read_text())["counts"]
+
+
+def test_leaking_variants_are_dropped_and_counted(tmp_path):
+    from pipeline.config import DedupConfig
+    from pipeline.stages.augment import leakage, leakage_summary
+
+    text = _random_script(0)
+    train = [Record(id="o", text=text, label="benign", lang="powershell", source="s"),
+             Record(id="v", text=text + "\n# x", label="benign", lang="powershell", source="s", parent_id="o"),
+             Record(id="u", text=_random_script(1), label="benign", lang="powershell", source="s")]
+    held = {"test": [Record(id="t", text=text.replace("$", "$new", 1), label="benign", lang="powershell",
+                            source="s")], "val": []}
+    pairs = leakage(train, held, 0.7, DedupConfig(workers=1))
+    assert {(p["train_id"], p["held_id"], p["variant"]) for p in pairs} == {("o", "t", False), ("v", "t", True)}
+    summary = leakage_summary(pairs, kept={"o"}, threshold=0.85)
+    assert summary["leaks"] == {"pairs": 1, "held_out_scripts": 1, "per_split": {"test": 1}, "from_variants": 0}
+
+
+def test_cross_split_exact_duplicates_counts_only_ids_in_two_splits():
+    recs = [Record(id=text_id(f"i{k % 3}"), text="x", label="benign", lang="bash", source="s", group=f"g{k}")
+            for k in range(6)]  # ids i0, i1, i2 twice each, in groups of their own
+    keys = SplitKeys.read(recs, "group")
+    assert keys.ids_across_splits(np.array([0, 0, 0, 0, 1, 2])) == 2  # i1 (0 and 2) and i2 (0 and 1)
+    assert keys.ids_across_splits(np.array([0, 1, 2, 0, 1, 2])) == 0  # each id in one split
 
 
 def test_texts_on_disk_reads_back_what_was_written(tmp_path):
@@ -183,3 +226,94 @@ def test_atomic_writes_get_the_usual_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_augment_equalises_every_transform_rate_across_labels():
+    """The old equaliser matched only "has any variant": benign renamed 8/10, malicious 0/10 passed it."""
+    from pipeline.stages.augment import equalise, rate_gaps, transform_rates
+
+    def rec(i, label, parent=None, transforms=()):
+        return Record(id=f"{label}{i}{parent or ''}", text="x", label=label, lang="javascript", source="s",
+                      parent_id=parent, transforms=list(transforms))
+
+    originals = [rec(i, lab) for lab in ("benign", "malicious") for i in range(40)]
+    made = [rec(i, "benign", "p", ["rename_identifiers"]) for i in range(30)] \
+        + [rec(i, "benign", "p", ["whitespace"]) for i in range(30, 36)] \
+        + [rec(i, "malicious", "p", ["whitespace"]) for i in range(30)] \
+        + [rec(i, "malicious", "p", ["rename_identifiers"]) for i in range(30, 36)]
+    before = transform_rates(originals, made)["javascript"]
+    assert before["any"]["benign"] == before["any"]["malicious"] == 0.9  # equal variant rates hid the cue
+    assert {g["transform"] for g in rate_gaps(transform_rates(originals, made))} == {"rename_identifiers",
+                                                                                    "whitespace"}
+    kept = equalise(originals, made, seed=0)
+    rates = transform_rates(originals, kept)["javascript"]
+    for name in ("any", "rename_identifiers", "whitespace"):  # equal up to one variant in 40 originals
+        assert abs(rates[name]["benign"] - rates[name]["malicious"]) <= 1 / 40 and rates[name]["malicious"] > 0.1
+    assert len(kept) >= 24  # only the surplus goes: 6 + 6 matched pairs of each transform at the least
+    assert rate_gaps(transform_rates(originals, equalise(originals, made, seed=0))) == []
+
+
+def test_rate_alarm_ignores_languages_too_small_to_measure():
+    from pipeline.stages.augment import rate_gaps
+
+    rates = {"bash": {"originals": {"benign": 5, "malicious": 30}, "whitespace": {"benign": 0.4, "malicious": 0.1}},
+             "python": {"originals": {"benign": 50, "malicious": 30}, "whitespace": {"benign": 0.4, "malicious": 0.1}}}
+    assert [(g["lang"], g["gap"]) for g in rate_gaps(rates)] == [("python", 0.3)]
+
+
+def test_new_names_come_from_identifiers_both_labels_use():
+    import random
+
+    from pipeline.transforms import rename_identifiers
+    from pipeline.transforms.renaming import NameVocabulary, name_vocabulary
+
+    shared = [f"shared{chr(97 + i)}word" for i in range(25)]  # one word part each after splitting: "shared...word"
+    scripts = [(f"var {w}Count = 1;\nvar {'maliciousonly' if lab == 'malicious' else 'benignonly'}Tag = {w}Count;",
+                "javascript", lab) for w in shared for lab in ("benign", "malicious")]
+    vocab = NameVocabulary.from_scripts(scripts)
+    words = set(vocab.words["javascript"][0])
+    assert "count" in words and "maliciousonly" not in words and "benignonly" not in words and "var" not in words
+    src = "var total = 0;\nfor (var item of list) { total += item; }\nconsole.log(total);\n"
+    with name_vocabulary(vocab):
+        out = rename_identifiers(src, "javascript", random.Random(1))
+    new = set(re.findall(r"[A-Za-z]+", out)) - set(re.findall(r"[A-Za-z]+", src))
+    assert new and all(any(w in n.lower() for w in words) for n in new)
+    fallback = rename_identifiers(src, "javascript", random.Random(1))  # outside the block: the fixed list
+    assert fallback != out
+
+
+def test_tiny_augment_manifest_records_rates_and_vocabulary(tmp_path, tiny_overrides):
+    cfg = load_config(TINY_CONFIG, overrides=tiny_overrides)
+    run_pipeline(cfg, tmp_path, until="augment", log=lambda m: None)
+    counts = json.loads((tmp_path / "augment" / "manifest.json").read_text())["counts"]
+    assert counts["transform_rate_gaps"] == [] and counts["name_vocabulary"]
+    for lang, cells in counts["transform_rates"].items():
+        if len(cells["originals"]) == 2:
+            for name, per_label in cells.items():
+                if name != "originals":  # per combination equal up to one variant: small gaps only
+                    assert abs(per_label["benign"] - per_label["malicious"]) <= 0.1 + 2 / min(cells["originals"].values())
+
+
+def test_undersampling_drops_repeats_and_variants_before_real_scripts():
+    from pipeline.stages.balance import row_kinds
+
+    def rec(i, label, parent=None):
+        return Record(id=text_id(f"{label}{i}{parent}"), text="x", label=label, lang="bash", source="s",
+                      parent_id=parent)
+
+    benign = [rec(i, "benign") for i in range(50)] + [rec(i, "benign", "p") for i in range(50)]
+    malicious = [rec(i, "malicious") for i in range(50)] + [rec(i, "malicious", "p") for i in range(20)]
+    records = benign + malicious + benign[:5]  # five benign rows repeated
+    labels = [r.label for r in records]
+    rows = resample(labels, "undersample", 1.0, 1.0, seed=0, kinds=row_kinds(records))
+    kept = [records[i] for i in rows]
+    kept_benign = [r for r in kept if r.label == "benign"]
+    assert len(kept_benign) == 70 and len([r for r in kept if r.label == "malicious"]) == 70
+    assert {r.id for r in benign[:50]} <= {r.id for r in kept_benign}  # every real benign script survives
+    assert sum(1 for r in kept_benign if r.parent_id) == 20  # variants remain, at the minority's share (20/70)
+    assert len({r.id for r in kept_benign}) == len(kept_benign)  # and no repeat is left
+    # the majority's transformed share is brought to the minority's: here its variants stay, originals go
+    few = benign[:50] + benign[50:60] + malicious[:20] + malicious[50:60]  # shares: benign 1/6, malicious 1/3
+    kept = [few[i] for i in resample([r.label for r in few], "undersample", 1.0, 1.0, seed=0, kinds=row_kinds(few))]
+    assert Counter((r.label, bool(r.parent_id)) for r in kept) == {("benign", False): 20, ("benign", True): 10,
+                                                                    ("malicious", False): 20, ("malicious", True): 10}

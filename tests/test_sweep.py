@@ -11,10 +11,10 @@ from pipeline.diagnose import diagnose
 from pipeline.sweep import DATA_STAGES, Range, SweepError, data_keys_changed, parse_grid, plan_grid, sweep
 from pipeline.tracking import run_tags
 
-from .conftest import TINY_CONFIG, TINY_DATA
+from .conftest import FAST_TRAINING, TINY_CONFIG, TINY_INPUTS
 
-FAST = [f"data.ingest.inputs=[{TINY_DATA}]", "data.dedup.workers=1", "training.max_steps=8", "training.eval_steps=4",
-        "training.save_steps=4", "training.logging_steps=2", "training.torch_threads=1",
+pytestmark = pytest.mark.slow  # a full run per trial
+FAST = [*TINY_INPUTS, *FAST_TRAINING, "training.max_steps=8", "training.logging_steps=2",
         "evaluation.bootstrap_samples=100"]
 
 

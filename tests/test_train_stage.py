@@ -5,10 +5,9 @@ from pipeline.config import load_config
 from pipeline.runner import StageError, run_pipeline, run_stage
 from pipeline.stages.train import class_weights, training_arguments
 
-from .conftest import TINY_CONFIG
+from .conftest import FAST_TRAINING, TINY_CONFIG
 
-FAST = ["training.max_steps=12", "training.eval_steps=4", "training.save_steps=4", "training.torch_threads=1",
-        "training.save_total_limit=5"]
+FAST = [*FAST_TRAINING, "training.save_total_limit=5"]
 
 
 def test_config_maps_onto_sft_config_with_cpu_fallbacks(tmp_path):
@@ -100,6 +99,7 @@ def test_wandb_without_a_key_runs_offline(monkeypatch):
     assert os.environ["WANDB_MODE"] == "offline" and any("offline" in n for n in notes)
 
 
+@pytest.mark.slow
 def test_ddp_on_cpu_with_two_processes(tmp_path, tiny_overrides):
     """The hf backend under torchrun (what `accelerate launch` starts on GPUs): 2 ranks, gloo, one publication."""
     import json

@@ -14,10 +14,10 @@ from typing import Sequence
 import numpy as np
 
 from ..records import Record, write_json
+from ..rundir import THRESHOLD_FILE, RunDir
 from . import head, prompt
 
 SCORING_FILE = "sgpipe_scoring.json"  # max_length and head_ratio used to build the training prompts
-THRESHOLD_FILE = "threshold.json"  # written by evaluate (chosen on validation), copied by export
 
 
 @dataclass
@@ -98,13 +98,12 @@ class Classifier:
 def open_classifier(path: str | Path, *, device: str = "auto", allow_pickle: bool = False) -> Classifier:
     """A run directory (runs/<name>), a classifier directory (runs/<name>/train/classifier) or an export, with its
     stored threshold, ready to `score` on `device` (auto | cpu | cuda, as model.device)."""
-    path = Path(path)
-    if (path / "train" / "classifier").is_dir():
-        return Classifier.load(path / "train" / "classifier", path / "evaluate" / THRESHOLD_FILE, device=device,
-                               allow_pickle=allow_pickle)
+    path, run = Path(path), RunDir(path)
+    if run.classifier.is_dir():
+        return Classifier.load(run.classifier, run.threshold, device=device, allow_pickle=allow_pickle)
     if (path / head.CLASSIFIER_FILE).exists():
         return Classifier.load(path, path / THRESHOLD_FILE, device=device, allow_pickle=allow_pickle)
     if (path / head.EXPORT_PROMPT_FILE).exists():
         return Classifier.load_export(path, device=device)
     raise FileNotFoundError(f"{path} is neither a run directory (with train/classifier), a classifier directory, nor "
-                            "an export: run `sgpipe all`, or pass --model runs/<name>")
+                            "an export: run `sgpipe all`, or pass --run-dir runs/<name>")

@@ -2,7 +2,7 @@
 
 A causal LM predicts the verdict as the next token after "Verdict:". Only two rows of its (vocab x hidden) output
 matrix matter, so the head is replaced by those two rows (index 0 benign, 1 malicious): the two-way softmax is then
-the same before training, the loss never builds vocabulary-wide logits (3-4x less memory and time, STACK-NOTES), and
+the same before training, the loss never builds vocabulary-wide logits (3-4x less memory and time: benchmarks/bench_head_loss.py), and
 the model exports as a standard `Starcoder2ForSequenceClassification`.
 
 On disk a classifier directory holds `sgpipe_classifier.json` (format, label ids, base model, prompt), the tokenizer,

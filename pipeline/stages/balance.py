@@ -1,9 +1,14 @@
-"""Balance: over- and under-sampling of the training split (train only), with imbalanced-learn on row indices.
+"""Balance: over- and under-sampling of the training split (train only), on row indices.
 
 hybrid (default): oversample the minority up to `oversample_ratio` x majority by repeating rows, then undersample the
 majority until minority/majority = `target_ratio`. Repeats are drawn from originals and variants alike, never new
 variants: generating extra variants for the minority only would make "transformed" a cue for the minority label,
-the very shortcut augment avoids. The manifest shows the transformed fraction per label before and after.
+the very shortcut augment avoids. Undersampling drops repeated rows first, then keeps variants and real scripts so
+that the majority's transformed share equals the minority's (random within each kind). The old random undersampler
+dropped 115 of 630 benign originals on the dev set while keeping 367 of 473 benign variants. Dropping variants only
+(all originals kept) would leave the majority with fewer transformed rows than the minority, "transformed" a label cue
+again; `method: oversample` (or `none` with training.class_weights) keeps every real script without that cost. The
+manifest shows the transformed fraction and the distinct originals per label before and after.
 
 Outputs: train.jsonl.
 """
@@ -16,24 +21,69 @@ import numpy as np
 from ..records import Record, read_records, write_records
 from ..runner import StageContext, StageError
 
+REPEAT, VARIANT, ORIGINAL = 0, 1, 2  # undersampling drops the lowest kind first
 
-def resample(labels: list[str], method: str, oversample_ratio: float, target_ratio: float, seed: int) -> np.ndarray:
-    """Row indices of the balanced set (sorted, repeats allowed)."""
+
+def row_kinds(records: list[Record]) -> np.ndarray:
+    """Each row's kind: a repeat of a row met before (same id), a variant (has a parent), or an original."""
+    seen: set[str] = set()
+    kinds = np.empty(len(records), dtype=np.int64)
+    for k, r in enumerate(records):
+        kinds[k] = REPEAT if r.id in seen else VARIANT if r.parent_id else ORIGINAL
+        seen.add(r.id)
+    return kinds
+
+
+def undersample(idx: np.ndarray, y: np.ndarray, kinds: np.ndarray, target_ratio: float,
+                seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Drop majority rows until minority/majority >= target_ratio: repeats first, then variants or originals so that
+    the majority keeps the minority's transformed share (variants, repeats included, per row): "was transformed"
+    stays as common in both labels (augment's no-shortcut promise) and as many real scripts survive as that allows."""
+    counts = Counter(y.tolist())
+    minority, majority = min(counts, key=lambda k: (counts[k], k)), max(counts, key=lambda k: (counts[k], k))
+    keep_n = int(counts[minority] / target_ratio)
+    rows = np.flatnonzero(y == majority)
+    if len(rows) <= keep_n:
+        return idx, y
+    kind = kinds[idx[rows]].copy()
+    _, first_at = np.unique(idx[rows], return_index=True)
+    repeated = np.ones(len(rows), dtype=bool)
+    repeated[first_at] = False
+    kind[repeated] = REPEAT  # a second copy of one row (oversampling) is a repeat, whatever its row is
+    minority_share = float(np.mean(kinds[idx[y == minority]] == VARIANT))
+    n_orig, n_var = int(np.sum(kind == ORIGINAL)), int(np.sum(kind == VARIANT))
+    keep_var = min(n_var, max(int(round(minority_share * keep_n)), keep_n - n_orig))
+    keep_orig = min(n_orig, keep_n - keep_var)
+    rng = np.random.default_rng(seed)
+    chosen = [rows[kind == k][rng.permutation(int(np.sum(kind == k)))[:n]]
+              for k, n in ((VARIANT, keep_var), (ORIGINAL, keep_orig))]
+    keep = np.ones(len(y), dtype=bool)
+    keep[rows] = False
+    keep[np.concatenate(chosen)] = True
+    return idx[keep], y[keep]
+
+
+def resample(labels: list[str], method: str, oversample_ratio: float, target_ratio: float, seed: int,
+             kinds: np.ndarray | None = None) -> np.ndarray:
+    """Row indices of the balanced set (sorted, repeats allowed). `kinds` (see `row_kinds`; default: all
+    originals) decides which majority rows undersampling drops first."""
     from imblearn.over_sampling import RandomOverSampler
-    from imblearn.under_sampling import RandomUnderSampler
 
-    idx = np.arange(len(labels)).reshape(-1, 1)
+    idx = np.arange(len(labels))
     y = np.asarray(labels)
+    kinds = np.full(len(labels), ORIGINAL) if kinds is None else np.asarray(kinds)
 
     def ratio() -> float:
         counts = Counter(y.tolist())
         return min(counts.values()) / max(counts.values())
 
     if method in ("oversample", "hybrid") and ratio() < oversample_ratio:
-        idx, y = RandomOverSampler(sampling_strategy=oversample_ratio, random_state=seed).fit_resample(idx, y)
+        over, y = RandomOverSampler(sampling_strategy=oversample_ratio, random_state=seed).fit_resample(
+            idx.reshape(-1, 1), y)
+        idx = over.ravel()
     if method in ("undersample", "hybrid") and ratio() < target_ratio:
-        idx, y = RandomUnderSampler(sampling_strategy=target_ratio, random_state=seed).fit_resample(idx, y)
-    return np.sort(idx.ravel())
+        idx, y = undersample(idx, y, kinds, target_ratio, seed)
+    return np.sort(idx)
 
 
 def _describe(records: list[Record]) -> dict:
@@ -41,7 +91,9 @@ def _describe(records: list[Record]) -> dict:
     return {"n": len(records), "per_label": dict(sorted(per_label.items())),
             "per_lang": {f"{lab}/{lang}": n for (lab, lang), n in sorted(Counter((r.label, r.lang) for r in records).items())},
             "transformed_fraction": {lab: round(sum(1 for r in records if r.label == lab and r.transforms) / n, 4)
-                                     for lab, n in sorted(per_label.items())}}
+                                     for lab, n in sorted(per_label.items())},
+            "distinct_originals": {lab: len({r.id for r in records if r.label == lab and not r.parent_id})
+                                   for lab in sorted(per_label)}}
 
 
 def run(ctx: StageContext) -> dict:
@@ -51,7 +103,7 @@ def run(ctx: StageContext) -> dict:
         raise StageError("the training split holds one label only: nothing to balance or learn. Add data of the "
                          "other label.")
     rows = resample([r.label for r in records], cfg.method, cfg.oversample_ratio, cfg.target_ratio,
-                    ctx.config.run.seed)
+                    ctx.config.run.seed, kinds=row_kinds(records))
     balanced = [records[i] for i in rows]
     write_records(ctx.out / "train.jsonl", balanced)
     before, after = _describe(records), _describe(balanced)

@@ -5,7 +5,13 @@ Scores are P(malicious) from the two-label head: one forward pass per batch, no 
 `evaluation.threshold_policy`, is stored in threshold.json (predict and export use it), and metrics are given at it
 and at 0.5. The baseline is trained on the same training rows as the model and thresholded by the same policy.
 
-Outputs: predictions.jsonl, val_predictions.jsonl, baseline_predictions.jsonl, threshold.json, metrics.json.
+With `evaluation.ensemble: tfidf` the model's and the baseline's scores are also stacked (pipeline/ensemble.py: fit
+on val, threshold on out-of-fold val scores); the fitted baseline (baseline.npz, no pickle) and the stacker
+(ensemble.json) are saved for predict. With `evaluation.per_language_thresholds` a threshold per language is chosen
+on val too (languages with too few val scripts keep the global one) and test figures at them are reported.
+
+Outputs: predictions.jsonl, val_predictions.jsonl, baseline_predictions.jsonl, threshold.json, metrics.json; with the
+ensemble also ensemble_predictions.jsonl, ensemble.json, baseline.npz.
 """
 from __future__ import annotations
 
@@ -79,6 +85,11 @@ def run(ctx: StageContext) -> dict:
         result["baseline"] = {**evaluate_scores(y_test, b_test, b_chosen["threshold"], test, cfg.bootstrap_samples,
                                                 seed), "threshold": b_chosen, "name": "tfidf-char-ngrams+logreg"}
         write_predictions(ctx.out / "baseline_predictions.jsonl", test, b_test, b_chosen["threshold"])
+        if cfg.ensemble == "tfidf":
+            base.save(ctx.out / "baseline.npz")
+            result["ensemble"] = _ensemble(ctx, (y_val, s_val, b_val), (y_test, s_test, b_test), test)
+    if cfg.per_language_thresholds:
+        result["per_language_thresholds"] = _per_language(cfg, seed, (y_val, s_val, val), (y_test, s_test, test), t)
 
     write_json(ctx.out / "threshold.json", chosen)
     write_json(ctx.out / "metrics.json", result)
@@ -88,24 +99,90 @@ def run(ctx: StageContext) -> dict:
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     ctx.log(f"[evaluate] test n={m['n']} at threshold {t:.3f}: sensitivity {fmt(m['sensitivity'])}, specificity "
             f"{fmt(m['specificity'])}, ROC AUC {fmt(m['roc_auc'])}, eval loss {fmt(m['eval_loss'])}"
-            + (f"; baseline ROC AUC {fmt(result['baseline']['roc_auc'])}" if cfg.baseline else ""))
+            + (f"; baseline ROC AUC {fmt(result['baseline']['roc_auc'])}" if cfg.baseline else "")
+            + (f"; ensemble ROC AUC {fmt(result['ensemble']['roc_auc'])}" if "ensemble" in result else ""))
     keys = ("n", "sensitivity", "specificity", "roc_auc", "pr_auc", "eval_loss", "f1", "mcc")
     return {"threshold": t, **{k: m[k] for k in keys},
-            **({"baseline_roc_auc": result["baseline"]["roc_auc"]} if cfg.baseline else {})}
+            **({"baseline_roc_auc": result["baseline"]["roc_auc"]} if cfg.baseline else {}),
+            **({"ensemble_roc_auc": result["ensemble"]["roc_auc"]} if "ensemble" in result else {})}
+
+
+def _ensemble(ctx: StageContext, val: tuple, test: tuple, test_records: list[Record]) -> dict:
+    """Stack model and baseline on val (pipeline/ensemble.py), threshold on out-of-fold val scores, score test once."""
+    from ..ensemble import StackedEnsemble
+
+    cfg, seed = ctx.config.evaluation, ctx.config.run.seed
+    (y_val, s_val, b_val), (y_test, s_test, b_test) = val, test
+    stack = StackedEnsemble()
+    e_val = stack.fit(y_val, s_val, b_val, seed=seed)
+    chosen = M.choose_threshold(y_val, e_val, cfg.threshold_policy, target=cfg.target, fixed=cfg.fixed_threshold,
+                                seed=seed)
+    e_test = stack.predict(s_test, b_test)
+    stack.save(ctx.out / "ensemble.json", threshold=chosen["threshold"])
+    write_predictions(ctx.out / "ensemble_predictions.jsonl", test_records, e_test, chosen["threshold"])
+    return {**evaluate_scores(y_test, e_test, chosen["threshold"], test_records, cfg.bootstrap_samples, seed),
+            "threshold": chosen, "name": "stacked model+tfidf (logreg on log-odds, fit on val)",
+            "weights": stack.to_json()}
+
+
+def _per_language(cfg, seed: int, val: tuple, test: tuple, global_threshold: float) -> dict:
+    """Per-language thresholds fit on val (fallback: the global one) and the test figures at them."""
+    (y_val, s_val, val_records), (y_test, s_test, test_records) = val, test
+    thresholds = M.per_group_thresholds(y_val, s_val, [r.lang for r in val_records], global_threshold,
+                                        cfg.per_language_min_count, cfg.threshold_policy, target=cfg.target,
+                                        fixed=cfg.fixed_threshold, seed=seed)
+    at = M.metrics_at_group_thresholds(y_test, s_test, [r.lang for r in test_records], thresholds, global_threshold)
+    return {"thresholds": thresholds, "global_threshold": global_threshold, "min_count": cfg.per_language_min_count,
+            "test": at}
+
+
+def _external_baseline(config, run_dir: Path, records: list[Record], y: np.ndarray, scores: np.ndarray,
+                       out_dir: Path) -> dict:
+    """The run's baseline (and ensemble) on external data, at the thresholds evaluate chose on val.
+
+    The fitted baseline is read from evaluate/baseline.npz when the run saved one (ensemble runs), else re-fit on the
+    run's balanced training rows exactly as evaluate fit it (deterministic). Nothing when the run had no baseline."""
+    from ..baseline import TfidfBaseline
+
+    own_path = run_dir / "evaluate" / "metrics.json"
+    own = json.loads(own_path.read_text(encoding="utf-8")) if own_path.exists() else {}
+    if not own.get("baseline"):
+        return {}
+    saved = run_dir / "evaluate" / "baseline.npz"
+    if saved.exists():
+        base = TfidfBaseline.load(saved)
+    else:
+        train = list(read_records(run_dir / "balance" / "train.jsonl"))
+        base = TfidfBaseline(seed=config.run.seed).fit([r.text for r in train], np.array([r.y for r in train]))
+    n_boot, seed = config.evaluation.bootstrap_samples, config.run.seed
+    b = base.predict_proba([r.text for r in records])
+    t_base = own["baseline"]["threshold"]["threshold"]
+    out = {"baseline": {**evaluate_scores(y, b, t_base, records, n_boot, seed), "threshold": t_base,
+                        "name": own["baseline"].get("name")}}
+    write_predictions(out_dir / "baseline_predictions.jsonl", records, b, t_base)
+    if own.get("ensemble") and (run_dir / "evaluate" / "ensemble.json").exists():
+        from ..ensemble import StackedEnsemble
+        e = StackedEnsemble.load(run_dir / "evaluate" / "ensemble.json").predict(scores, b)
+        t_ens = own["ensemble"]["threshold"]["threshold"]
+        out["ensemble"] = {**evaluate_scores(y, e, t_ens, records, n_boot, seed), "threshold": t_ens,
+                           "name": own["ensemble"].get("name")}
+        write_predictions(out_dir / "ensemble_predictions.jsonl", records, e, t_ens)
+    return out
 
 
 def evaluate_external(config, run_dir: Path, paths: list[str], out_dir: Path, log=print) -> dict:
     """`sgpipe evaluate --data PATH`: score any labelled input with the run's model at its stored threshold.
 
     The input is read and validated exactly as ingest reads (same readers, same limits); rejects are listed. Results
-    go to `out_dir`, outside the cached stage graph, so the run's own test metrics are never overwritten.
+    go to `out_dir`, outside the cached stage graph, so the run's own test metrics are never overwritten. Like the
+    report on test, they hold per-language and per-source figures, and the run's baseline (and ensemble, if the
+    run has one) on the same data at their own val-chosen thresholds.
     """
     from ..model.classifier import open_classifier
-    from ..readers import Reject, iter_inputs
-    from .ingest import limits_from_config
+    from ..readers import ReaderLimits, Reject, iter_inputs
 
     records, rejects = [], []
-    for item in iter_inputs(paths, limits_from_config(config.data.ingest), labelled=True):
+    for item in iter_inputs(paths, ReaderLimits.from_config(config.data.ingest), labelled=True):
         (rejects if isinstance(item, Reject) else records).append(item)
     if len({r.label for r in records}) < 2:
         raise ValueError(f"{paths}: {len(records)} usable labelled scripts ({len(rejects)} rejected) and not both "
@@ -119,6 +196,7 @@ def evaluate_external(config, run_dir: Path, paths: list[str], out_dir: Path, lo
                                        config.run.seed),
               "threshold": classifier.threshold, "data": paths, "rejected": len(rejects)}
     out_dir.mkdir(parents=True, exist_ok=True)
+    result.update(_external_baseline(config, run_dir, records, y, scores, out_dir))
     write_predictions(out_dir / "predictions.jsonl", records, scores, classifier.threshold)
     write_json(out_dir / "rejected.json", [r.__dict__ for r in rejects])
     write_json(out_dir / "metrics.json", result)

@@ -13,15 +13,6 @@ from ..readers import LostRowsError, ReaderLimits, Reject, iter_inputs
 from ..runner import StageContext, StageError
 
 
-def limits_from_config(cfg) -> ReaderLimits:
-    """The one mapping from `data.ingest` to reader limits (predict reads inputs with the same limits)."""
-    return ReaderLimits(
-        max_file_bytes=cfg.max_file_bytes, min_chars=cfg.min_chars,
-        zip_password=cfg.zip_password.encode() if cfg.zip_password else None,
-        zip_max_ratio=cfg.zip_max_ratio, zip_max_total_bytes=cfg.zip_max_total_bytes,
-        follow_symlinks=cfg.follow_symlinks, label_map=dict(cfg.label_map))
-
-
 def run(ctx: StageContext) -> dict:
     cfg = ctx.config.data.ingest
     accepted, rejected = Counter(), Counter()
@@ -29,7 +20,7 @@ def run(ctx: StageContext) -> dict:
     with open(ctx.out / "records.jsonl", "w", encoding="utf-8") as good, \
          open(ctx.out / "rejected.jsonl", "w", encoding="utf-8") as bad:
         try:
-            for item in iter_inputs(cfg.inputs, limits_from_config(cfg), labelled=True):
+            for item in iter_inputs(cfg.inputs, ReaderLimits.from_config(cfg), labelled=True):
                 if isinstance(item, Reject):
                     rejected[item.reason] += 1
                     bad.write(json.dumps({"location": item.location, "reason": item.reason, "detail": item.detail},

@@ -30,6 +30,7 @@ import yaml
 from .. import metrics as M
 from ..config import TINY_MODEL_ID
 from .. import plots
+from ..config import nest
 from ..records import LABELS, read_json, read_records, write_json
 from ..runner import MANIFEST, StageContext, StageError
 
@@ -430,6 +431,47 @@ def _groups(title: str, groups: dict, base_groups: dict | None) -> list[Block]:
     return [Heading(title), Table(header, rows)]
 
 
+def _side_by_side(a: Inputs) -> list[Block]:
+    """ROC AUC of model, baseline and ensemble, overall and per language (evaluation.ensemble: tfidf)."""
+    m, base, ens = a.metrics, a.metrics["baseline"], a.metrics.get("ensemble")
+    if not ens:
+        return []
+    rows = [["all", _v(m["n"]), _m(m["roc_auc"]), _m(base["roc_auc"] if base else None), _m(ens["roc_auc"])]]
+    for lang, g in m["per_lang"].items():
+        rows.append([lang, _v(g.get("n")), _m(g.get("roc_auc")), _m(_get(base or {}, "per_lang", lang, "roc_auc")),
+                     _m(_get(ens, "per_lang", lang, "roc_auc"))])
+    w = ens.get("weights") or {}
+    return [Heading("Model, baseline and ensemble (test ROC AUC)"),
+            Para(f"{ens.get('name')}: P = sigmoid({_m(w.get('model_weight'))} x logit(model) + "
+                 f"{_m(w.get('baseline_weight'))} x logit(baseline) + {_m(w.get('intercept'))}); ensemble threshold "
+                 f"{_m(ens['threshold'])} from out-of-fold val scores, sensitivity {_m(ens['sensitivity'])}, "
+                 f"specificity {_m(ens['specificity'])} on test."),
+            Table(["language", "n", "model", "baseline", "ensemble"], rows)]
+
+
+def _language_thresholds(a: Inputs) -> list[Block]:
+    """Per-language thresholds fit on val beside the global one, with test figures at each."""
+    plt = a.metrics.get("per_language_thresholds")
+    if not plt:
+        return []
+    m, at = a.metrics, plt.get("test") or {}
+    rows = []
+    for lang, t in plt["thresholds"].items():
+        st = t.get("stability") or {}
+        rows.append([lang, _v(t["n_val"]), _m(t["threshold"]), t["source"],
+                     f"{_m(st.get('p5'))}-{_m(st.get('p95'))}" if st else "",
+                     _m(_get(m, "per_lang", lang, "sensitivity")), _m(_get(m, "per_lang", lang, "specificity")),
+                     _m(_get(at, "per_lang", lang, "sensitivity")), _m(_get(at, "per_lang", lang, "specificity"))])
+    rows.append(["all", _v(m["val_n"]), _m(plt["global_threshold"]), "global", "", _m(m["sensitivity"]),
+                 _m(m["specificity"]), _m(at.get("sensitivity")), _m(at.get("specificity"))])
+    return [Heading("Per-language thresholds"),
+            Para(f"Chosen on val by the same policy where a language has at least {_v(plt['min_count'])} val scripts "
+                 "(and 10% of each label); elsewhere the global threshold. Test figures at the global threshold, then "
+                 "at the per-language ones. predict uses the global threshold."),
+            Table(["language", "val n", "threshold", "from", "val bootstrap p5-p95", "sensitivity (global)",
+                   "specificity (global)", "sensitivity (per language)", "specificity (per language)"], rows)]
+
+
 def _plot(a: Inputs, file: str) -> Block:
     reason = a.plots.get(file)
     return Image(file, PLOTS[file]) if reason is None else Para(f"{file} was not drawn: {reason}.")
@@ -471,12 +513,8 @@ def _data_story(a: Inputs) -> list[Block]:
                    for s in ("train", "val", "test")]),
             Table(["item", "value"],
                   [["groups", _v(split.get("groups"))],
-                   ["cross-split exact duplicates", _v(split.get("cross_split_exact_duplicates"))],
-                   ["cross-split near duplicates (leakage)", _v(split.get("cross_split_near_duplicates"))]])]
-    if split.get("cross_split_near_duplicates") or split.get("cross_split_exact_duplicates"):
-        out.append(Para("Warning: scripts in val/test have near-copies in train, so test figures overstate how the "
-                        "model does on new scripts. Lower data.dedup.threshold or group related scripts "
-                        "(data.split.group_key)."))
+                   ["cross-split exact duplicates", _v(split.get("cross_split_exact_duplicates"))]])]
+    out += _leakage(augment)
 
     variants, rates = augment.get("variants_per_label") or {}, augment.get("variant_rate_per_label") or {}
     out += [Heading("Augment (train only)", 3),
@@ -491,6 +529,8 @@ def _data_story(a: Inputs) -> list[Block]:
         out.append(Table(["transform", "benign", "malicious"],
                          [[t, _v(n.get("benign", 0)), _v(n.get("malicious", 0))] for t, n in by_transform.items()]))
 
+    out += _transform_rates(augment)
+
     before, after = balance.get("before") or {}, balance.get("after") or {}
     labels = sorted(set(before.get("per_label") or {}) | set(after.get("per_label") or {}))
     out += [Heading("Balance (train only)", 3),
@@ -504,6 +544,51 @@ def _data_story(a: Inputs) -> list[Block]:
             Table(["stage", "seconds", "fingerprint", "started"],
                   [[s, _v(_get(a.manifests, s, "seconds")), (_get(a.manifests, s, "fingerprint") or "")[:12],
                     _v(_get(a.manifests, s, "started_at"))] for s in UPSTREAM])]
+    return out
+
+
+def _leakage(augment: dict) -> list[Block]:
+    """The leakage check (run after augment: augmented train against val and test)."""
+    leak = augment.get("leakage")
+    if not leak:
+        return []
+    rows = [[f"{name} (Jaccard >= {_v(leak.get(key))})", _v(_get(leak, name, "pairs")),
+             _v(_get(leak, name, "held_out_scripts")), _v(_get(leak, name, "from_variants")),
+             _v(_get(leak, name, "per_split"))] for name, key in (("leaks", "threshold"), ("warnings", "warning"))]
+    out: list[Block] = [Heading("Leakage: augmented train against val/test", 4),
+                        Table(["level", "pairs", "val/test scripts", "pairs from variants", "per split"], rows),
+                        Para(f"{_v(augment.get('variants_dropped_for_leakage'))} variants were dropped as near-copies "
+                             "of a val/test script; the pairs that remain are in augment/leakage.jsonl.")]
+    if _get(leak, "leaks", "pairs"):
+        out.append(Para("Warning: scripts in val/test have near-copies in train, so test figures overstate how the "
+                        "model does on new scripts. Keep data.dedup enabled, lower data.dedup.threshold or group "
+                        "related scripts (data.split.group_key)."))
+    return out
+
+
+def _transform_rates(augment: dict) -> list[Block]:
+    """Variants per original, per language, transform and label: equal rates mean no transform is a label cue."""
+    rates = augment.get("transform_rates") or {}
+    rows = []
+    for lang, cells in rates.items():
+        labels = sorted(cells.get("originals", {}))
+        for name, per_label in cells.items():
+            if name != "originals" and len(labels) > 1:
+                rows.append([lang, name] + [_v(per_label.get(lab)) for lab in LABELS]
+                            + [_v(round(max(per_label.values()) - min(per_label.values()), 4))])
+    return [Table(["language", "transform", *[f"{lab} rate" for lab in LABELS], "gap"], rows)] if rows else []
+
+
+def _data_alarms(a: Inputs) -> list[Block]:
+    """Alarms raised by the data stages, shown at the top of the report beside the model's."""
+    augment = a.metrics["counts"].get("augment", {})
+    out: list[Block] = [Alarm(f"augment: {g['lang']} {g['transform']} is applied at different rates per label "
+                              f"({g['rates']}): the model can read the transform as a label cue")
+                        for g in augment.get("transform_rate_gaps") or []]
+    leaks = _get(augment, "leakage", "leaks", "held_out_scripts")
+    if leaks:
+        out.append(Alarm(f"leakage: {leaks} val/test scripts have a near-copy in the augmented train set "
+                         "(see Data / Leakage)"))
     return out
 
 
@@ -578,9 +663,11 @@ def document(a: Inputs) -> list[Block]:
     blocks: list[Block] = [Heading(f"sgpipe report: {a.run_name}", 1)]
     if m["alarm"]:
         blocks.append(Alarm(m["alarm"]))
+    blocks += _data_alarms(a)
     blocks += _headline(a) + _threshold(a) + _confusion(a)
     blocks += _groups("Per language", m["per_lang"], m["baseline"]["per_lang"] if m["baseline"] else None)
     blocks += _groups("Per source", m["per_source"], m["baseline"]["per_source"] if m["baseline"] else None)
+    blocks += _side_by_side(a) + _language_thresholds(a)
     blocks += [Heading("Plots")] + [_plot(a, f) for f in PLOTS if f != "training.png"]
     blocks += _data_story(a) + _training(a) + _conflicts(a)
     blocks += [Heading("Worst examples")]
@@ -650,6 +737,14 @@ def mirror(src: Path, dst: Path) -> None:
         old.unlink()
 
 
+def ran_config(ctx: StageContext, manifests: dict) -> dict:
+    """The config that made this report: the slices each stage's manifest recorded (after an early cut-off, the
+    ones that produced the cached output), plus the report's own; not the live config, whose other keys never ran."""
+    slices = {}
+    for manifest in manifests.values():
+        slices.update(manifest.get("config") or {})
+    slices.update({key: ctx.config.slice(key) for key in ctx.stage.reads})
+    return nest(slices)
 def _explanations(ctx: StageContext, examples: list[dict], tps: list[dict], texts: dict[str, str],
                   threshold: float | None) -> tuple[dict, list[dict] | None, str | None]:
     """(id -> Explanation of each worst example, faithfulness rows, why nothing was explained) with the run's model."""
@@ -701,6 +796,10 @@ def run(ctx: StageContext) -> dict:
     base = evaluated.get("baseline")
     metrics = {**summarise(evaluated["model"], chosen),
                "baseline": {**summarise(base, base["threshold"]), "name": base.get("name")} if base else None,
+               "ensemble": ({**summarise(evaluated["ensemble"], evaluated["ensemble"]["threshold"]),
+                             "name": evaluated["ensemble"].get("name"), "weights": evaluated["ensemble"].get("weights")}
+                            if evaluated.get("ensemble") else None),
+               "per_language_thresholds": evaluated.get("per_language_thresholds"),
                "counts": {s: manifests[s].get("counts", {}) for s in UPSTREAM},
                "val_n": evaluated.get("val_n")}
     env_path = _optional(ctx, "train", "environment.json")
@@ -720,7 +819,7 @@ def run(ctx: StageContext) -> dict:
         false_negatives=[{**p, "text": texts.get(p["id"]), "explanation": explained.get(p["id"])} for p in fns],
         faithfulness=faithful, explain_note=note,
         excerpt_chars=cfg.excerpt_chars,
-        config_yaml=yaml.safe_dump(ctx.config.model_dump(mode="json"), sort_keys=False, allow_unicode=True),
+        config_yaml=yaml.safe_dump(ran_config(ctx, manifests), sort_keys=False, allow_unicode=True),
         plots=draw_plots(ctx.out, metrics, preds, y, base_scores, history))
     if faithful is not None:
         write_json(ctx.out / "faithfulness.json", faithful)

@@ -1,12 +1,14 @@
-"""Split: train / val / test, BEFORE any augmentation, stratified and group-aware, then a leakage check.
+"""Split: train / val / test, BEFORE any augmentation, stratified and group-aware.
 
 Whole groups (`data.split.group_key`) are assigned to one split, so related scripts never straddle splits. Groups are
 stratified by (label, language) where that cell is big enough to feed every split, else by label alone. Within a
 stratum, groups are shuffled with the run seed and each goes to the split furthest below its target share.
 Val serves early stopping, checkpoint and threshold choice; test is read once, by evaluate.
 
-After splitting, exact and near-duplicate pairs across splits are counted (`cross_split_near_duplicates`, expected
-0 after dedup): a non-zero figure means the test set can be memorised.
+Split does not look for near-duplicates: dedup already removed them with the same shingles, so a recount here was 0
+by construction and cost as much as dedup. The leakage check runs where leakage can still arise, after augment
+(augmented train against val and test). `cross_split_exact_duplicates` counts ids that sit in more than one split
+(0 unless one id carries two groups, e.g. dedup off).
 """
 from __future__ import annotations
 
@@ -18,9 +20,8 @@ from typing import Iterable
 
 import numpy as np
 
-from ..records import Record, TextsOnDisk, id_digest, read_records, scan_records
+from ..records import Record, id_digest, read_records
 from ..runner import StageContext, StageError
-from ..similarity import NearDuplicateIndex
 
 SPLITS = ("train", "val", "test")
 
@@ -34,6 +35,7 @@ class SplitKeys:
     group: np.ndarray  # int64: the rank of the record's group name among all group names, sorted
     groups: int  # distinct group names
     ids: int  # distinct record ids
+    id_rank: np.ndarray  # int64: the rank of the record's id among the distinct ids
 
     @classmethod
     def read(cls, records: Iterable[Record], group_key: str) -> "SplitKeys":
@@ -59,11 +61,17 @@ class SplitKeys:
         rank = np.empty(len(group), dtype=np.int64)
         rank[group >= 0] = keyed_rank[group[group >= 0]] + (0 if keyed_first else len(id_groups))
         rank[group < 0] = id_rank + (len(names) if keyed_first else 0)
+        distinct, id_of_record = np.unique(ids, return_inverse=True)
         return cls(np.frombuffer(cell, dtype=np.int64), list(cell_of), rank, len(names) + len(id_groups),
-                   len(np.unique(ids)))
+                   len(distinct), id_of_record.astype(np.int64))
 
     def __len__(self) -> int:
         return len(self.cell)
+
+    def ids_across_splits(self, split: np.ndarray) -> int:
+        """Distinct ids found in more than one split (exact duplicates that cross the split)."""
+        pairs = np.unique(self.id_rank * len(SPLITS) + split)  # one entry per (id, split) held
+        return int(np.count_nonzero(np.bincount(pairs // len(SPLITS), minlength=self.ids) > 1))
 
     def tally(self, mask: np.ndarray, field: int) -> dict[str, int]:
         """Records where `mask` holds, by label (field 0) or language (field 1), sorted by name."""
@@ -111,7 +119,7 @@ def assign(keys: SplitKeys, val_size: float, test_size: float, by_lang: bool, se
 
 
 def run(ctx: StageContext) -> dict:
-    cfg, dedup = ctx.config.data.split, ctx.config.data.dedup
+    cfg = ctx.config.data.split
     source = ctx.input("dedup", "records.jsonl")
     # Pass 1 assigns splits from the records' metadata only; pass 2 streams the texts into the split files.
     keys = SplitKeys.read(read_records(source), cfg.group_key)
@@ -128,26 +136,14 @@ def run(ctx: StageContext) -> dict:
             raise StageError(f"the {name} split has no {'/'.join(sorted(missing))} script ({len(keys)} records in "
                              "all): add data, or lower data.split.val_size/test_size, or use data.split.group_key=none")
     files = {name: open(ctx.out / f"{name}.jsonl", "w", encoding="utf-8") for name in SPLITS}
-    offsets = array("q")
     try:
-        for k, (offset, r) in enumerate(scan_records(source)):  # dedup's order, which is deterministic
+        for k, r in enumerate(read_records(source)):  # dedup's order, which is deterministic
             files[SPLITS[split[k]]].write(r.to_json() + "\n")
-            offsets.append(offset)
     finally:
         for f in files.values():
             f.close()
-
-    # Leakage check: verified near-duplicate pairs whose two scripts sit in different splits (expected 0 after
-    # dedup). One index over all texts; exact duplicates cannot cross (one id, one split).
-    texts = TextsOnDisk(source, offsets)  # read back on demand: memory stays flat as the corpus grows
-    pairs = NearDuplicateIndex(threshold=dedup.threshold, ngram=dedup.ngram_size, num_perm=dedup.num_perm,
-                               workers=dedup.workers).fit(texts).pairs() if len(texts) > 1 else []
-    near = sum(int(split[i] != split[j]) for i, j, _ in pairs)
-    if near:
-        ctx.log(f"[split] WARNING: {near} near-duplicate pairs cross splits (leakage)")
     sizes = np.bincount(split, minlength=len(SPLITS)).tolist()
     ctx.log("[split] " + ", ".join(f"{s} {n}" for s, n in zip(SPLITS, sizes)))
     return {"in": len(keys), **dict(zip(SPLITS, sizes)), "per_label": per_label,
             "per_lang": {name: keys.tally(split == k, 1) for k, name in enumerate(SPLITS)},
-            "groups": keys.groups, "cross_split_exact_duplicates": len(keys) - keys.ids,
-            "cross_split_near_duplicates": near}
+            "groups": keys.groups, "cross_split_exact_duplicates": keys.ids_across_splits(split)}

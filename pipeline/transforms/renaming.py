@@ -8,43 +8,137 @@ import keyword
 import random
 import re
 import tokenize
-from typing import Iterable
+from collections import Counter
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 from .lexing import _Lexed, _apply_edits
 from .python_source import _LAYOUT_TOKENS, _PySource, _parse_python, _py_guard
 
 # --------------------------------------------------------------------------------------------------- new names
-# Neutral vocabulary for new identifiers: words common in benign and malicious scripts alike.
+# Fallback vocabulary for new identifiers, used only when no vocabulary drawn from the data is in force (a direct
+# call of the transform, or a train split too small to have one). A fixed list is itself a pattern a model can learn
+# (these words appear in renamed variants only), so the augment stage draws words from the train split's own
+# identifiers instead: see `NameVocabulary`.
 _WORDS = ("amount", "base", "batch", "block", "cache", "chunk", "count", "cursor", "data", "delta", "entry", "field",
           "flag", "frame", "group", "handle", "index", "info", "item", "label", "level", "limit", "line", "mark",
           "mode", "node", "note", "offset", "option", "part", "point", "record", "result", "row", "slot", "span",
           "stage", "state", "step", "store", "tag", "temp", "total", "unit", "value", "width")
+# Words that are keywords in some language we rename in: never a whole new name (JS `return`, VBScript `next`, ...).
+_RESERVED = frozenset(w.lower() for w in keyword.kwlist + keyword.softkwlist) | frozenset("""abstract arguments
+    async await boolean break byref byval call case catch class const continue debugger default delete dim do done
+    each else elseif empty end enum eqv erase error esac eval exit explicit export extends false fi finally for
+    function get goto implements import imp in instanceof interface is let loop me mod new next not nothing null of
+    on option or preserve private property protected public redim rem resume return select set static step stop sub
+    super switch then this throw to true try typeof undefined until var void wend while with xor yield""".split())
+_WORD_PART = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")  # camelCase / snake_case / SCREAMING parts
+
+
+@dataclass(frozen=True)
+class NameVocabulary:
+    """Words for new identifiers, with weights, per language (key None: all languages pooled).
+
+    Built from the TRAIN split's own identifiers so that a renamed variant uses words real scripts of its language
+    use. To carry no class signal a word must be used by scripts of BOTH labels, and its weight is the smaller of its
+    two per-label document frequencies: a word common in malicious scripts only is never drawn, so "has this word"
+    cannot become a cue that a variant of a benign script now shares with malicious ones (or the reverse).
+    """
+    words: dict  # lang | None -> (tuple of words, tuple of cumulative weights)
+
+    MIN_WORDS = 20  # below this many shared words a language borrows the pooled list
+
+    @classmethod
+    def from_scripts(cls, scripts: Iterable[tuple[str, str, str]], top: int = 2000) -> "NameVocabulary":
+        """`scripts`: (text, lang, label) of the training originals. Keeps the `top` words per language."""
+        df: dict[tuple, Counter] = {}
+        docs: Counter = Counter()
+        for text, lang, label in scripts:
+            parts = _identifier_words(text, lang)
+            for key in (lang, None):
+                df.setdefault((key, label), Counter()).update(parts)
+                docs[(key, label)] += 1
+        out = {}
+        for key in {k for k, _ in df}:
+            labels = [lab for (k, lab) in df if k == key]
+            if len(labels) < 2:
+                continue
+            shared = set.intersection(*(set(df[(key, lab)]) for lab in labels)) - _RESERVED
+            weight = {w: min(df[(key, lab)][w] / docs[(key, lab)] for lab in labels) for w in shared}
+            chosen = sorted(weight, key=lambda w: (-weight[w], w))[:top]
+            if len(chosen) >= cls.MIN_WORDS:
+                cum, total = [], 0.0
+                for w in chosen:
+                    total += weight[w]
+                    cum.append(total)
+                out[key] = (tuple(chosen), tuple(cum))
+        return cls(out)
+
+    def draw(self, rng: random.Random, lang: str | None) -> str | None:
+        """One word (None when there is no vocabulary for this language nor a pooled one)."""
+        entry = self.words.get(lang) or self.words.get(None)
+        if entry is None:
+            return None
+        words, cum = entry
+        return rng.choices(words, cum_weights=cum)[0]
+
+    def to_json(self) -> dict:
+        return {str(k): len(v[0]) for k, v in sorted(self.words.items(), key=lambda kv: str(kv[0]))}
+
+
+def _identifier_words(text: str, lang: str) -> set[str]:
+    """Lower-case word parts (3-12 letters) of the identifiers in a script's code (not its strings or comments)."""
+    code = _Lexed(text, lang).masked() if lang != "python" else text
+    words = set()
+    for ident in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", code):
+        words.update(p.lower() for p in _WORD_PART.findall(ident) if 3 <= len(p) <= 12)
+    return words
+
+
+_VOCABULARY: ContextVar[NameVocabulary | None] = ContextVar("sgpipe_name_vocabulary", default=None)
+
+
+@contextmanager
+def name_vocabulary(vocabulary: NameVocabulary | None) -> Iterator[None]:
+    """Within the block, rename_identifiers draws new names from `vocabulary` (None: the fallback list)."""
+    token = _VOCABULARY.set(vocabulary)
+    try:
+        yield
+    finally:
+        _VOCABULARY.reset(token)
 
 
 class _Namer:
     """Fresh, plausible identifiers that collide with nothing already in the script, nor with each other."""
 
-    def __init__(self, rng: random.Random, taken: Iterable[str], style: str, fold_case: bool = False):
-        self.rng, self.style, self.fold = rng, style, fold_case
+    def __init__(self, rng: random.Random, taken: Iterable[str], style: str, fold_case: bool = False,
+                 lang: str | None = None):
+        self.rng, self.style, self.fold, self.lang = rng, style, fold_case, lang
         self.taken = {t.lower() for t in taken} if fold_case else set(taken)
+        self.vocabulary = _VOCABULARY.get()
 
     def _free(self, name: str) -> bool:
         key = name.lower() if self.fold else name
-        if key in self.taken:
+        if key in self.taken or name.lower() in _RESERVED:
             return False
         self.taken.add(key)
         return True
 
+    def _word(self) -> str:
+        drawn = self.vocabulary.draw(self.rng, self.lang) if self.vocabulary is not None else None
+        return drawn if drawn is not None else self.rng.choice(_WORDS)
+
     def __call__(self) -> str:
         for _ in range(20):
-            words = [self.rng.choice(_WORDS) for _ in range(self.rng.choice((1, 2)))]
+            words = [self._word() for _ in range(self.rng.choice((1, 2)))]
             name = words[0] + ("".join(w.title() for w in words[1:]) if self.style == "camel" else
                                "".join("_" + w for w in words[1:]))
             if self.rng.random() < 0.3:
                 name += str(self.rng.randint(1, 99))
             if self._free(name):
                 return name
-        base, n = self.rng.choice(_WORDS), 100
+        base, n = self._word(), 100
         while not self._free(f"{base}{n}"):
             n += 1
         return f"{base}{n}"
@@ -107,7 +201,7 @@ def _rename_python(text: str, rng: random.Random) -> str:
     names = _python_renamable(tree)
     if not names:
         return text
-    fresh = _Namer(rng, _words(text) | _PY_KEEP, "snake")
+    fresh = _Namer(rng, _words(text) | _PY_KEEP, "snake", lang="python")
     mapping = {n: fresh() for n in names}
     edits, prev = [], None
     for tok in src.toks:
@@ -167,7 +261,7 @@ def _rename_powershell(text: str, rng: random.Random) -> str:
     names = sorted(n for n in bound - banned - _PS_AUTOMATIC if not n.endswith("preference"))
     if not names:
         return text
-    fresh = _Namer(rng, _words(text) | _PS_AUTOMATIC, "camel", fold_case=True)
+    fresh = _Namer(rng, _words(text) | _PS_AUTOMATIC, "camel", fold_case=True, lang="powershell")
     mapping = {n: fresh() for n in names}
     edits = []
     for m in _PS_VAR.finditer(text):
@@ -228,7 +322,7 @@ def _rename_bash(text: str, rng: random.Random) -> str:
     names = sorted(n for n in bound - banned if not n.startswith("LC_"))
     if not names:
         return text
-    fresh = _Namer(rng, _words(text) | _BASH_ENV, "snake")
+    fresh = _Namer(rng, _words(text) | _BASH_ENV, "snake", lang="bash")
     mapping = {n: fresh() for n in names}
     edits = [(m.start("name"), m.end("name"), mapping[m["name"]]) for m in _BASH_VAR.finditer(text)
              if m["name"] in mapping and lx.kind_at(m.start()) in ("code", "istr", "iheredoc")]
@@ -294,7 +388,7 @@ def _rename_javascript(text: str, rng: random.Random) -> str:
     names = sorted(declared - banned)
     if not names:
         return text
-    fresh = _Namer(rng, _words(text) | _JS_KEEP, "camel")
+    fresh = _Namer(rng, _words(text) | _JS_KEEP, "camel", lang="javascript")
     mapping = {n: fresh() for n in names}
     return _apply_edits(text, [(m.start(), m.end(), mapping[m[0]]) for m in uses if m[0] in mapping])
 
@@ -317,7 +411,7 @@ def _rename_vbscript(text: str, rng: random.Random) -> str:
     names = sorted(bound - banned)
     if not names:
         return text
-    fresh = _Namer(rng, _words(text), "camel", fold_case=True)
+    fresh = _Namer(rng, _words(text), "camel", fold_case=True, lang="vbscript")
     mapping = {n: fresh() for n in names}
     return _apply_edits(text, [(m.start(), m.end(), mapping[m[0].lower()])
                                for m in re.finditer(r"(?<![\w.])[A-Za-z]\w*", code) if m[0].lower() in mapping])
@@ -345,7 +439,7 @@ def _rename_batch(text: str, rng: random.Random) -> str:
     names = sorted(bound - banned)
     if not names:
         return text
-    fresh = _Namer(rng, _words(text) | _BAT_ENV, "snake", fold_case=True)
+    fresh = _Namer(rng, _words(text) | _BAT_ENV, "snake", fold_case=True, lang="batch")
     mapping = {n: fresh() for n in names}
     return _apply_edits(text, [(i, i + len(n), mapping[n]) for i, n in where.items() if n in mapping])
 
@@ -358,6 +452,8 @@ def rename_identifiers(text: str, lang: str, rng: random.Random) -> str:
     """Rename the script's own variables (and Python/JS functions) consistently to fresh plausible names.
 
     Only names the script binds are touched; imports, builtins, environment/automatic variables, attributes after
-    `.`, keyword-argument names and string contents keep their spelling."""
+    `.`, keyword-argument names and string contents keep their spelling. New names come from the vocabulary set by
+    `name_vocabulary` (the augment stage: the train split's own identifiers, shared by both labels), else from a
+    small fixed list."""
     renamer = _RENAMERS.get(lang)
     return renamer(text, rng) if renamer else text

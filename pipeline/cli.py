@@ -244,6 +244,7 @@ def explain_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
              config: Optional[Path] = ConfigOpt, set_: List[str] = SetOpt):
     """Which lines make a script malicious: each line's contribution to P(malicious), by occlusion through the same
     prompt, truncation and scoring as predict. Nothing is executed."""
+    from .ensemble import with_ensemble
     from .explain import ClassifierScorer, explain_paths
     from .explain_render import FORMATS, render
     from .model.classifier import open_classifier
@@ -257,8 +258,9 @@ def explain_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--threshold") from None
     cfg = _resolve(config, [], set_, [])
-    classifier = open_classifier(_run_dir(cfg, run_dir, model), device=cfg.model.device,
-                                 allow_pickle=cfg.model.allow_pickle_weights)
+    source = _run_dir(cfg, run_dir, model)
+    classifier = open_classifier(source, device=cfg.model.device, allow_pickle=cfg.model.allow_pickle_weights)
+    classifier = with_ensemble(classifier, source)  # explain what predict serves: the ensemble when the run has one
     t = threshold if threshold is not None else (classifier.threshold if classifier.threshold is not None else 0.5)
     explanations = explain_paths(paths, ClassifierScorer(classifier), ReaderLimits.from_config(cfg.data.ingest), t,
                                  max_units)

@@ -124,7 +124,8 @@ class AugmentConfig(Section):
                                     "classes alike.")
     leakage_threshold: float = _f(DedupConfig.model_fields["threshold"].default,
                                   "Jaccard similarity (dedup's shingles) at or above which a train row and a val/test "
-                                  "script count as leakage: such variants are dropped, such originals are reported.", "Same as data.dedup.threshold by default.", ge=0.5, le=1.0)
+                                  "script count as leakage: such variants are dropped, such originals are reported.",
+                                  "Same as data.dedup.threshold by default.", ge=0.5, le=1.0)
     leakage_warning: float = _f(0.7, "Lower similarity reported as a warning (train rows close to a val/test "
                                 "script); at most leakage_threshold.", ge=0.3, le=1.0)
 

@@ -81,9 +81,18 @@ class EnsembleScorer:
     def __init__(self, classifier, baseline, stack: StackedEnsemble, threshold: float | None):
         self.classifier, self.baseline, self.stack, self.threshold = classifier, baseline, stack, threshold
 
+    # The baseline reads every line, whatever the model's truncation cut: an explanation of the ensemble attributes
+    # to every line (explain.ClassifierScorer.read_mask reads this).
+    reads_whole_text = True
+
     def score_records(self, records, batch_size: int = 16) -> np.ndarray:
         model = self.classifier.score_records(records, batch_size)
         return self.stack.predict(model, self.baseline.predict_proba([r.text for r in records]))
+
+    def score(self, texts, langs, batch_size: int = 16) -> np.ndarray:
+        """P(malicious) of the ensemble per script: what predict serves, and so what explain explains."""
+        model = self.classifier.score(list(texts), list(langs), batch_size)
+        return self.stack.predict(model, self.baseline.predict_proba(list(texts)))
 
 
 def with_ensemble(classifier, run_dir: str | Path):

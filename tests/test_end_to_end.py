@@ -82,6 +82,25 @@ def test_predict_matches_the_pipeline(run, tmp_path):
             assert rows[i]["score"] == pytest.approx(preds[r.id]["score"], abs=1e-5)
 
 
+def test_explain_explains_the_score_predict_serves(run, tmp_path):
+    """The run has an ensemble (evaluation.ensemble=tfidf): explain and predict --explain explain the ensemble's
+    score, and the baseline reads every line, so no line is called unread."""
+    run_dir, _ = run
+    assert (run_dir / "evaluate" / "ensemble.json").exists()
+    script = max(read_records(run_dir / "split" / "test.jsonl"), key=lambda r: r.text.count("\n"))
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"text": script.text, "lang": script.lang}) + "\n")
+    predicted = CliRunner().invoke(app, ["predict", str(path), "--run-dir", str(run_dir), "--format", "json",
+                                         "--explain", "2"])
+    assert predicted.exit_code == 0, predicted.output
+    row = json.loads(predicted.output)[0]
+    explained = CliRunner().invoke(app, ["explain", str(path), "--run-dir", str(run_dir), "--format", "json"])
+    assert explained.exit_code == 0, explained.output
+    (doc,) = json.loads(explained.output)
+    assert doc["score"] == pytest.approx(row["score"], abs=1e-6) and not doc["unread"]
+    assert [u["line"] for u in row["lines"]] == [u["line"] for u in doc["lines"][:2]]
+
+
 @pytest.fixture
 def gate_inputs(run, tmp_path):
     """The highest- and the lowest-scoring test scripts, each in its own file, and a threshold between their scores:

@@ -8,12 +8,22 @@ itself is in it), recall of the planted near-duplicates, precision (every report
 `shingles`/`jaccard`), and how many planted near-misses (just below the threshold) were reported. Also the plain
 datasketch loop (one MinHash per script, update per shingle, MinHashLSH insert + query, one process) on a subsample,
 and this index with one worker on the same subsample, for comparison.
+
+    python -m benchmarks.bench_dedup --sizes 50000 --against main
+
+With --against REF, `pipeline/similarity.py` as of git REF also runs on the largest size, alternating with this
+checkout's run by run (so both see the same machine load), and the benchmark prints the ratio of their times and
+checks that both give the same signatures, pairs and clusters.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import importlib
 import re
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 
@@ -75,6 +85,45 @@ def datasketch_loop(texts: list[str], threshold: float, ngram: int, num_perm: in
     return len(texts) / (time.perf_counter() - start)
 
 
+def load_reference(ref: str):
+    """`pipeline/similarity.py` as of git `ref`, imported as module `similarity_ref` (from a temporary folder that is
+    put on sys.path, which spawned worker processes inherit)."""
+    source = subprocess.run(["git", "show", f"{ref}:pipeline/similarity.py"], capture_output=True, text=True,
+                            check=True).stdout
+    folder = tempfile.mkdtemp(prefix="bench-dedup-ref-")
+    with open(os.path.join(folder, "similarity_ref.py"), "w", encoding="utf-8") as f:
+        f.write(source)
+    sys.path.insert(0, folder)
+    return importlib.import_module("similarity_ref")
+
+
+def against(n: int, args: argparse.Namespace) -> dict:
+    """Seconds of fit + pairs and of clusters, this checkout vs `args.against`, alternating, best of --repeat each."""
+    reference = load_reference(args.against)
+    texts = make_corpus(n, seed=args.seed).texts
+    best = {"this": [1e9, 1e9], args.against: [1e9, 1e9]}
+    results = {}
+    for _ in range(args.repeat):
+        for name, module in (("this", NearDuplicateIndex.__module__), (args.against, reference.__name__)):
+            index_class = sys.modules[module].NearDuplicateIndex
+            t0 = time.perf_counter()
+            index = index_class(threshold=args.threshold, workers=args.workers).fit(texts)
+            pairs = index.pairs()
+            t1 = time.perf_counter()
+            clusters = index.clusters()
+            t2 = time.perf_counter()
+            best[name] = [min(best[name][0], t1 - t0), min(best[name][1], t2 - t1)]
+            results[name] = (index.signatures_.tobytes(), pairs, clusters)
+    if results["this"] != results[args.against]:
+        raise SystemExit(f"this checkout and {args.against} disagree on signatures, pairs or clusters")
+    ref_s, this_s = best[args.against], best["this"]
+    return {"scripts": n, "ref": args.against, "load_avg_1min_after": round(os.getloadavg()[0], 2),
+            "this_fit_pairs_s": round(this_s[0], 2), "this_clusters_s": round(this_s[1], 2),
+            "ref_fit_pairs_s": round(ref_s[0], 2), "ref_clusters_s": round(ref_s[1], 2),
+            "speedup_fit_pairs": round(ref_s[0] / this_s[0], 2), "speedup_clusters": round(ref_s[1] / this_s[1], 2),
+            "identical_results": True}
+
+
 def run_size(n: int, args: argparse.Namespace) -> dict:
     t = time.perf_counter()
     corpus = make_corpus(n, seed=args.seed)
@@ -130,6 +179,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per size; the fastest is reported (shared CPUs)")
     parser.add_argument("--baseline-scripts", type=int, default=5000,
                         help="size of the subsample the plain datasketch loop runs on (it is slow)")
+    parser.add_argument("--against", default=None, metavar="REF",
+                        help="also time pipeline/similarity.py of this git ref (e.g. main) on the largest size")
     args = parser.parse_args()
 
     params = NearDuplicateIndex(threshold=args.threshold, workers=args.workers)
@@ -162,6 +213,15 @@ def main() -> None:
               f"{r['near_misses_reported']:>11} "
               f"{r['scripts_per_s'] / base_rate:>12.1f} {r['load_avg_1min_before']:>5}")
 
+    comparison = None
+    if args.against:
+        comparison = against(max(args.sizes), args)
+        print(f"\n{comparison['scripts']} scripts, this checkout vs {args.against} (alternating runs, best of "
+              f"{args.repeat}, same results): fit+pairs {comparison['this_fit_pairs_s']} s vs "
+              f"{comparison['ref_fit_pairs_s']} s ({comparison['speedup_fit_pairs']}x), clusters "
+              f"{comparison['this_clusters_s']} s vs {comparison['ref_clusters_s']} s "
+              f"({comparison['speedup_clusters']}x); load {comparison['load_avg_1min_after']}")
+
     write_json(args.out, {
         "params": {"threshold": args.threshold, "ngram": params.ngram, "num_perm": params.num_perm,
                    "bands": params.bands, "rows": params.rows, "workers": args.workers, "seed": args.seed,
@@ -169,6 +229,7 @@ def main() -> None:
         "subsample": {"scripts": len(sub), "datasketch_loop_scripts_per_s": round(base_rate),
                       "index_1_worker_scripts_per_s": round(one_rate)},
         "results": results,
+        "against": comparison,
     })
     print(f"wrote {args.out}")
 

@@ -1,18 +1,21 @@
-"""`sgpipe predict` as a user runs it: wall time for one file (startup dominates) and files/s over many.
+"""`sgpipe predict` as a user runs it, on both scoring paths side by side: wall time for one file (startup dominates)
+and files/s over many.
 
-    python -m benchmarks.bench_predict_startup                 # 1 file, then 50 files, 1 round each
+    python -m benchmarks.bench_predict_startup                 # 1 file, then 50 files, 1 round each, both paths
     python -m benchmarks.bench_predict_startup --files 2000 --rounds 3
 
 A tiny classifier (the tiny config's model: hidden 128, 2 layers, vocab 4096; untrained, since only speed is measured)
-is saved with `Classifier.save` into a temporary run directory, and `python -m pipeline.cli predict` runs on it in a
-fresh process, as a user would, output as JSON lines. Also reported: which heavy modules the one-file run imported
-(`-X importtime`), since startup is mostly imports (torch alone is ~3.4 s on a quiet 2-core machine). Goal: one file
-under 5 s wall (issue 12). Figures are best of `--rounds`, with the machine's load beside them.
+is saved with `Classifier.save` into a temporary run directory with its ONNX export beside it (what `sgpipe train`
+writes), and a copy of the run without the ONNX pair takes the PyTorch path. `python -m pipeline.cli predict` runs on
+each in a fresh process, as a user would, output as JSON lines. Also reported: which heavy modules each one-file run
+imported (`-X importtime`), since startup is mostly imports (torch alone is ~3.4 s on a quiet 2-core machine). Goal:
+one file under 5 s wall (issue 12). Figures are best of `--rounds`, with the machine's load beside them.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,7 +56,24 @@ def predict_seconds(run_dir: Path, paths: list[str], importtime: bool = False) -
     return seconds, done.stderr
 
 
+def measure(run_dir: Path, files: list[Path], rounds: int) -> dict:
+    """One path's figures: one-file wall (startup), many-file wall, files/s after startup, heavy imports."""
+    _, imports = predict_seconds(run_dir, [str(files[0])], importtime=True)
+    imported = sorted({line.split("|")[-1].strip().split(".")[0] for line in imports.splitlines()
+                       if line.startswith("import time:")} & set(HEAVY))
+    one = min(predict_seconds(run_dir, [str(files[0])])[0] for _ in range(rounds))
+    many = min(predict_seconds(run_dir, [str(f) for f in files])[0] for _ in range(rounds))
+    # the one-file run is the startup, the rest is scoring; None when load noise made the many-file run faster
+    files_per_s = (len(files) - 1) / (many - one) if many > one else None
+    return {"one_file_s": round(one, 3), "many_files_s": round(many, 3),
+            "files_per_s_after_startup": files_per_s and round(files_per_s, 1), "heavy_imports": imported,
+            "load_avg_1min_end": round(os.getloadavg()[0], 2)}
+
+
 def main(argv: list[str] | None = None) -> dict:
+    from pipeline.model.onnx_export import export_onnx
+    from pipeline.model.onnx_runtime import ONNX_FILE, RUN_CLASSIFIER_DIR, SIDECAR_FILE
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=1)
@@ -62,29 +82,31 @@ def main(argv: list[str] | None = None) -> dict:
     scripts = load_scripts(args.data)
     machine = machine_info(args.threads)
     print(describe(machine, scripts.source))
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        make_run(tmp / "run", scripts)
+        make_run(tmp / "onnx", scripts)
+        export_onnx(tmp / "onnx" / RUN_CLASSIFIER_DIR)
+        shutil.copytree(tmp / "onnx", tmp / "pytorch")
+        for name in (ONNX_FILE, SIDECAR_FILE):
+            (tmp / "pytorch" / RUN_CLASSIFIER_DIR / name).unlink()
         files = []
         for i in range(args.files):
             files.append(tmp / "in" / f"{i}.ps1")
             files[-1].parent.mkdir(exist_ok=True)
             files[-1].write_text(scripts.texts[i % len(scripts)], encoding="utf-8")
-        _, imports = predict_seconds(tmp / "run", [str(files[0])], importtime=True)
-        imported = sorted({line.split("|")[-1].strip().split(".")[0] for line in imports.splitlines()
-                           if line.startswith("import time:")} & set(HEAVY))
-        one = min(predict_seconds(tmp / "run", [str(files[0])])[0] for _ in range(args.rounds))
-        many = min(predict_seconds(tmp / "run", [str(f) for f in files])[0] for _ in range(args.rounds))
-    # the one-file run is the startup, the rest is scoring; None when load noise made the many-file run faster
-    files_per_s = (args.files - 1) / (many - one) if many > one else None
-    load = round(os.getloadavg()[0], 2)
-    print(f"one file: {one:.2f} s wall (goal < {GOAL_S} s); heavy modules imported: {', '.join(imported) or 'none'}")
-    rate = "n/a (noise)" if files_per_s is None else f"{files_per_s:.0f}"
-    print(f"{args.files} files: {many:.2f} s wall, {rate} files/s after startup; load average {load} at end")
+        for path in ("onnx", "pytorch"):
+            results[path] = measure(tmp / path, files, args.rounds)
+    print(f"{'path':8} {'one file (goal < ' + str(GOAL_S) + ' s)':>24} {str(args.files) + ' files':>10} "
+          f"{'files/s after startup':>22}  load  heavy imports")
+    for path, r in results.items():
+        rate = "n/a (noise)" if r["files_per_s_after_startup"] is None else f"{r['files_per_s_after_startup']:.0f}"
+        print(f"{path:8} {r['one_file_s']:>22.2f} s {r['many_files_s']:>8.2f} s {rate:>22}  {r['load_avg_1min_end']:>4}"
+              f"  {', '.join(r['heavy_imports']) or 'none'}")
+    speedup = results["pytorch"]["one_file_s"] / results["onnx"]["one_file_s"]
+    print(f"one-file startup: ONNX path {speedup:.1f}x faster than the PyTorch path (same run, same machine)")
     payload = {"machine": machine, "params": {**vars(args), "data": scripts.source},
-               "results": {"one_file_s": round(one, 3), "many_files_s": round(many, 3),
-                           "files_per_s_after_startup": files_per_s and round(files_per_s, 1), "heavy_imports": imported,
-                           "goal_s": GOAL_S, "load_avg_1min_end": load}}
+               "results": {**results, "one_file_speedup": round(speedup, 2), "goal_s": GOAL_S}}
     write_result("predict_startup", args.out, payload)
     return payload
 

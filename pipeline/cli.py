@@ -193,8 +193,7 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
              config: Optional[Path] = ConfigOpt, set_: List[str] = SetOpt):
     """Score unknown scripts: P(malicious) and the verdict at the stored threshold. Nothing is executed."""
     from .ensemble import with_ensemble
-    from .model.classifier import open_classifier
-    from .predict import FORMATS, check_threshold, gate_failures, predict, render
+    from .predict import FORMATS, check_threshold, gate_failures, open_scorer, predict, render
     from .readers import ReaderLimits
 
     if fmt not in FORMATS:
@@ -205,7 +204,8 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
         raise typer.BadParameter(str(e), param_hint="--threshold") from None
     cfg = _resolve(config, [], set_, [])
     source = _run_dir(cfg, run_dir, model)
-    classifier = open_classifier(source, device=cfg.model.device, allow_pickle=cfg.model.allow_pickle_weights)
+    classifier = open_scorer(source, device=cfg.model.device, allow_pickle=cfg.model.allow_pickle_weights,
+                             note=lambda m: err.print("note: " + _display(m), markup=False))
     classifier = with_ensemble(classifier, source)  # a run evaluated with evaluation.ensemble=tfidf
     gated = []  # what the gate needs of each prediction (verdict, score, location, error): a few bytes each
 
@@ -282,8 +282,11 @@ def export_(out: Path = typer.Argument(..., help="Output folder for the exported
                                         "Starcoder2ForSequenceClassification (default), or copy the adapter."),
             dtype: str = typer.Option("float32", "--dtype", help="Dtype of the merged weights: float32 (default, "
                                       "scores as evaluated), bfloat16 or float16 (half the size). LoRA is merged "
-                                      "into an unquantized base loaded in this dtype.")):
-    """Export the trained classifier: loadable with AutoModelForSequenceClassification, threshold included."""
+                                      "into an unquantized base loaded in this dtype."),
+            fmt: str = typer.Option("hf", "--format", help="hf: a transformers model (default); onnx: the graph "
+                                    "`sgpipe predict --run-dir OUT` runs without torch (float32, merged).")):
+    """Export the trained classifier: loadable with AutoModelForSequenceClassification (or ONNX Runtime), threshold
+    included."""
     import shutil
 
     import torch
@@ -298,7 +301,16 @@ def export_(out: Path = typer.Argument(..., help="Output folder for the exported
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if dtype not in dtypes:
         raise typer.BadParameter(f"choose float32, bfloat16 or float16, not {dtype!r}", param_hint="--dtype")
-    if merged:
+    if fmt not in ("hf", "onnx"):
+        raise typer.BadParameter(f"choose hf or onnx, not {fmt!r}", param_hint="--format")
+    if fmt == "onnx":
+        if not merged or dtype != "float32":
+            raise typer.BadParameter("--format onnx exports the merged float32 model: drop --adapter / --dtype",
+                                     param_hint="--format")
+        from .model.onnx_export import export_onnx
+
+        export_onnx(source, out)
+    elif merged:
         clf = Classifier.load(source, merge_dtype=dtypes[dtype])
         export_sequence_classifier(clf.model, clf.tokenizer, out, max_length=clf.max_length,
                                    head_ratio=clf.head_ratio)

@@ -98,11 +98,11 @@ class EnsembleScorer:
 def with_ensemble(classifier, run_dir: str | Path):
     """`classifier` stacked with the baseline when `run_dir` is a run evaluated with evaluation.ensemble=tfidf
     (evaluate/ensemble.json and evaluate/baseline.npz present); else `classifier` itself."""
-    from .baseline import TfidfBaseline
-
     folder = Path(run_dir) / "evaluate"
     if not ((folder / "ensemble.json").exists() and (folder / "baseline.npz").exists()):
         return classifier
+    from .baseline import TfidfBaseline  # here, not above: sklearn costs ~2-4 s of predict's startup
+
     threshold = json.loads((folder / "ensemble.json").read_text(encoding="utf-8")).get("threshold")
     return EnsembleScorer(classifier, TfidfBaseline.load(folder / "baseline.npz"),
                           StackedEnsemble.load(folder / "ensemble.json"), threshold)

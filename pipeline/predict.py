@@ -58,6 +58,24 @@ def _inputs(paths: Sequence[str], limits: ReaderLimits) -> Iterator[Record | Rej
         yield from iter_inputs(files, limits, labelled=False)
 
 
+def open_scorer(path, *, device: str = "auto", allow_pickle: bool = False, note=None):
+    """The fastest classifier that scores `path` (run directory, classifier directory or export) as trained: the ONNX
+    export beside the classifier when it is present and current (no torch import, ~1 s startup), else PyTorch.
+    `note(message)` is told why a graph that is there was not used. device=cuda always takes PyTorch."""
+    from .model.onnx_runtime import open_fast
+
+    if device != "cuda":
+        fast, why = open_fast(path)
+        if fast is not None:
+            return fast
+        if note is not None and why:  # no graph at all is not news: only an unusable one is
+            note(f"scoring with PyTorch (slower start): {why}; `sgpipe export OUT --format onnx` or a new "
+                 "`sgpipe train` writes the fast ONNX path")
+    from .model.classifier import open_classifier
+
+    return open_classifier(path, device=device, allow_pickle=allow_pickle)
+
+
 def check_threshold(threshold: float | None) -> None:
     """A decision threshold must be a probability: nan would call everything benign, -5 everything malicious."""
     if threshold is not None and not 0.0 <= threshold <= 1.0:  # False for nan too

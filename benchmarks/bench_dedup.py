@@ -1,4 +1,4 @@
-"""Benchmark near-duplicate detection (`pipeline.similarity`) on synthetic scripts with planted pairs.
+"""Benchmark near-duplicate detection (`pipeline.neardup`) on synthetic scripts with planted pairs.
 
     python -m benchmarks.bench_dedup [--sizes 10000 20000 50000] [--out benchmarks/results/dedup.json]
 
@@ -11,7 +11,7 @@ and this index with one worker on the same subsample, for comparison.
 
     python -m benchmarks.bench_dedup --sizes 50000 --against main
 
-With --against REF, `pipeline/similarity.py` as of git REF also runs on the largest size, alternating with this
+With --against REF, `pipeline/neardup.py` as of git REF also runs on the largest size, alternating with this
 checkout's run by run (so both see the same machine load), and the benchmark prints the ratio of their times and
 checks that both give the same signatures, pairs and clusters.
 """
@@ -30,8 +30,8 @@ import time
 import psutil
 
 from benchmarks.synthetic import make_corpus
-from pipeline.records import write_json
-from pipeline.similarity import NearDuplicateIndex, jaccard, shingles
+from pipeline.run.records import write_json
+from pipeline.neardup import NearDuplicateIndex, jaccard, shingles
 
 _TOKEN = re.compile(r"[A-Za-z_]\w*|\d+|[^\sA-Za-z0-9_]")
 
@@ -86,10 +86,14 @@ def datasketch_loop(texts: list[str], threshold: float, ngram: int, num_perm: in
 
 
 def load_reference(ref: str):
-    """`pipeline/similarity.py` as of git `ref`, imported as module `similarity_ref` (from a temporary folder that is
+    """`pipeline/neardup.py` as of git `ref`, imported as module `similarity_ref` (from a temporary folder that is
     put on sys.path, which spawned worker processes inherit)."""
-    source = subprocess.run(["git", "show", f"{ref}:pipeline/similarity.py"], capture_output=True, text=True,
-                            check=True).stdout
+    for path in ("pipeline/neardup.py", "pipeline/similarity.py"):  # its name before the package layout change
+        shown = subprocess.run(["git", "show", f"{ref}:{path}"], capture_output=True, text=True)
+        if shown.returncode == 0:
+            break
+    shown.check_returncode()
+    source = shown.stdout
     folder = tempfile.mkdtemp(prefix="bench-dedup-ref-")
     with open(os.path.join(folder, "similarity_ref.py"), "w", encoding="utf-8") as f:
         f.write(source)
@@ -180,7 +184,7 @@ def main() -> None:
     parser.add_argument("--baseline-scripts", type=int, default=5000,
                         help="size of the subsample the plain datasketch loop runs on (it is slow)")
     parser.add_argument("--against", default=None, metavar="REF",
-                        help="also time pipeline/similarity.py of this git ref (e.g. main) on the largest size")
+                        help="also time pipeline/neardup.py of this git ref (e.g. main) on the largest size")
     args = parser.parse_args()
 
     params = NearDuplicateIndex(threshold=args.threshold, workers=args.workers)

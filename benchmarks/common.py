@@ -27,7 +27,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Sequence
 
-from pipeline.records import write_json
+from pipeline.run.records import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -70,7 +70,7 @@ def load_scripts(path: str | None) -> Scripts:
                 labels.append(row["label"])
             except KeyError as e:
                 raise ValueError(f"{file}:{number}: no {e.args[0]!r} key; benchmarks read records with text and "
-                                 "label (see pipeline/records.py)") from None
+                                 "label (see pipeline/run/records.py)") from None
             langs.append(row.get("lang") or "unknown")
     name = "shared dev set" if file == SHARED_DEV else "data/tiny (the project's dataset)" if file == TINY_DATA \
         else "given file"

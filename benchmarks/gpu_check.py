@@ -109,7 +109,7 @@ def peak_memory_mib(cuda: bool) -> float:
 def worker(name: str, overrides: list[str], base: Path, work: Path, cuda: bool) -> dict:
     """One variant, in this (fresh) process: all stages to evaluate, then predict on test scripts."""
     from pipeline.config import load_config
-    from pipeline.runner import run_pipeline
+    from pipeline.run.runner import run_pipeline
 
     run_dir = work / name
     cfg = load_config(TINY_CONFIG, overrides=[
@@ -144,8 +144,8 @@ def predict_agreement(run_dir: Path, evaluated: list[dict], device: str) -> dict
     """predict (a fresh classifier load, as `sgpipe predict` does) against evaluate's scores, same test scripts."""
     from pipeline.model.classifier import open_classifier
     from pipeline.predict import predict
-    from pipeline.readers import ReaderLimits
-    from pipeline.records import read_records
+    from pipeline.inputs.readers import ReaderLimits
+    from pipeline.run.records import read_records
 
     test = {r.id: r for r in read_records(run_dir / "split" / "test.jsonl")}
     chosen = evaluated[:16]

@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 
 from benchmarks.common import machine_info, write_result
 from pipeline.model import prompt
-from pipeline.records import read_records
+from pipeline.run.records import read_records
 
 
 def _scores(path: Path) -> dict[str, float]:

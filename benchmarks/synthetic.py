@@ -15,7 +15,7 @@ import random
 import string
 from dataclasses import dataclass, field
 
-from pipeline.similarity import jaccard, shingles
+from pipeline.neardup import jaccard, shingles
 
 _WORDS = ("user data config file path temp cache load save send recv proc handle buffer stream token auth key value "
           "list item count index result output input payload session client server request response update install "

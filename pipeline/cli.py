@@ -14,18 +14,18 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from .config import Config, ConfigError, field_info, load_config
-from .readers import safe_display
-from .rundir import THRESHOLD_FILE, RunDir
-from .runner import STAGE_NAMES, STAGES, StageError, run_pipeline, statuses
+from pipeline.inputs.readers import safe_display
+from pipeline.run.rundir import THRESHOLD_FILE, RunDir
+from pipeline.run.runner import STAGE_NAMES, STAGES, StageError, run_pipeline, statuses
 
 
 def exit_code(error: BaseException) -> int | None:
     """The one table from exception to exit code: 2 = the command line or config must change, 1 = the run could not
     go on (missing or bad input, a stage failure). None: a bug, shown with its traceback."""
-    from .compare import CompareError
-    from .diagnose import DiagnoseError
-    from .lock import RunDirError
-    from .sweep import SweepError
+    from pipeline.experiments.compare import CompareError
+    from pipeline.experiments.diagnose import DiagnoseError
+    from pipeline.run.lock import RunDirError
+    from pipeline.experiments.sweep import SweepError
 
     table = ((ConfigError, 2), (SweepError, 2), (CompareError, 2), (DiagnoseError, 1), (StageError, 1),
              (RunDirError, 1), (FileNotFoundError, 1), (ValueError, 1))
@@ -139,7 +139,7 @@ def train_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, se
     if not dry_run:
         return _execute("train", "train", config, preset, set_, input_, run_dir, force, {"resume": resume})
     from .plan import training_plan
-    from .records import read_records, write_json
+    from pipeline.run.records import read_records, write_json
 
     _execute("balance", None, config, preset, set_, input_, run_dir, False)
     cfg = _resolve(config, preset, set_, input_)
@@ -157,7 +157,7 @@ def evaluate_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt,
     """Rerun evaluate (threshold on val, metrics on test), or evaluate the trained model on --data."""
     if not data:
         return _execute("evaluate", "evaluate", config, preset, set_, input_, run_dir, force)
-    from .lock import locked_run_dir
+    from pipeline.run.lock import locked_run_dir
     from .stages.evaluate import evaluate_external
 
     cfg = _resolve(config, preset, set_, input_)
@@ -192,9 +192,9 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
                                          "most (occlusion, as `sgpipe explain`)."),
              config: Optional[Path] = ConfigOpt, set_: List[str] = SetOpt):
     """Score unknown scripts: P(malicious) and the verdict at the stored threshold. Nothing is executed."""
-    from .ensemble import with_ensemble
+    from pipeline.evaluation.ensemble import with_ensemble
     from .predict import FORMATS, check_threshold, gate_failures, open_scorer, predict, render
-    from .readers import ReaderLimits
+    from pipeline.inputs.readers import ReaderLimits
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"choose {', '.join(FORMATS)}, not {fmt!r}", param_hint="--format")
@@ -244,12 +244,12 @@ def explain_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
              config: Optional[Path] = ConfigOpt, set_: List[str] = SetOpt):
     """Which lines make a script malicious: each line's contribution to P(malicious), by occlusion through the same
     prompt, truncation and scoring as predict. Nothing is executed."""
-    from .ensemble import with_ensemble
+    from pipeline.evaluation.ensemble import with_ensemble
     from .explain import ClassifierScorer, explain_paths
     from .explain_render import FORMATS, render
     from .model.classifier import open_classifier
     from .predict import check_threshold
-    from .readers import ReaderLimits
+    from pipeline.inputs.readers import ReaderLimits
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"choose {', '.join(FORMATS)}, not {fmt!r}", param_hint="--format")
@@ -267,7 +267,7 @@ def explain_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
     if out is None:
         render(explanations, fmt, top)
         return
-    from .records import atomic_write
+    from pipeline.run.records import atomic_write
 
     with atomic_write(out) as f:  # a failure midway leaves no half page behind
         render(explanations, fmt, top, f)
@@ -377,8 +377,8 @@ def diagnose_(run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-r", he
                                                     "(default: the config the run's manifests recorded).")):
     """Read a run's training log, metrics and config: overfitting, underfitting, collapse, exploding or vanishing
     gradients, learning-rate schedule, early stopping, memory; each with its evidence and the fix (pipeline/advice.py)."""
-    from .diagnose import diagnose, render_json, render_text
-    from .diagnose import write_config as write_new_config
+    from pipeline.experiments.diagnose import diagnose, render_json, render_text
+    from pipeline.experiments.diagnose import write_config as write_new_config
 
     if run_dir is None and run is None:
         run = RunDir.of(_resolve(config, [], [], [])).path
@@ -415,9 +415,9 @@ def sweep_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, se
            metric: str = typer.Option("val_loss", "--metric", help="Objective: a validation metric or "
                                       "train_seconds.")):
     """A baseline, then one full run per trial, data stages computed once; then the comparison table."""
-    from .compare import compare, to_markdown
-    from .compare import write as write_comparison
-    from .sweep import parse_grid, sweep
+    from pipeline.experiments.compare import compare, to_markdown
+    from pipeline.experiments.compare import write as write_comparison
+    from pipeline.experiments.sweep import parse_grid, sweep
 
     if config is None and DEFAULT_CONFIG.is_file():
         config = DEFAULT_CONFIG
@@ -443,8 +443,8 @@ def compare_(runs: List[Path] = typer.Argument(..., help="Run directories and/or
                                                 "plots (default: <sweep>/compare for one sweep, else "
                                                 "reports/compare).")):
     """The parameters that differ and the metrics of several runs; the best run; per-parameter plots."""
-    from .compare import compare, to_markdown
-    from .compare import write as write_comparison
+    from pipeline.experiments.compare import compare, to_markdown
+    from pipeline.experiments.compare import write as write_comparison
 
     comparison = compare(runs, metric)
     if out is None:

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .rejects import ReaderLimits, shorten
+from pipeline.inputs.rejects import ReaderLimits, shorten
 from .transforms import DEFAULT_TRANSFORMS, OBFUSCATING, TRANSFORMS
 
 TINY_MODEL_ID = "tiny-starcoder2"  # the built-in offline model: a small StarCoder2 with a locally trained tokenizer

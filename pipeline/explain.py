@@ -22,7 +22,7 @@ from typing import Iterator, Protocol, Sequence
 
 import numpy as np
 
-from .readers import safe_display
+from pipeline.inputs.readers import safe_display
 
 TEXT_CHARS = 240  # characters of a line kept in an explanation (neutralised); the line number locates the rest
 DEFAULT_MAX_UNITS = 128  # at most this many occlusions per script: longer scripts are explained by windows of lines
@@ -167,7 +167,7 @@ def explain_paths(paths: Sequence[str], scorer: Scorer, limits, threshold: float
     """Explanations in input order, read exactly as predict reads (files, folders, tables, zips, `-` for stdin);
     an unreadable input becomes an error entry and the rest go on."""
     from .predict import _inputs
-    from .readers import Reject
+    from pipeline.inputs.readers import Reject
 
     for item in _inputs(paths, limits):
         if isinstance(item, Reject):

@@ -11,7 +11,7 @@ import sys
 from typing import Iterable
 
 from .explain import Explanation
-from .readers import safe_display
+from pipeline.inputs.readers import safe_display
 
 FORMATS = ("terminal", "json", "jsonl", "html")
 

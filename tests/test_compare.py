@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.compare import CompareError, compare, csv_cell, sensitivity, to_csv, to_markdown, write
-from pipeline.rundir import RunDir
+from pipeline.experiments.compare import CompareError, compare, csv_cell, sensitivity, to_csv, to_markdown, write
+from pipeline.run.rundir import RunDir
 from pipeline.config import Config, load_config
 
 from .conftest import TINY_CONFIG

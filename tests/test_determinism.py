@@ -11,8 +11,8 @@ import pytest
 
 import pipeline
 from pipeline.config import load_config
-from pipeline.records import read_records
-from pipeline.runner import BY_NAME, STAGE_NAMES, STAGES, run_pipeline
+from pipeline.run.records import read_records
+from pipeline.run.runner import BY_NAME, STAGE_NAMES, STAGES, run_pipeline
 
 from .conftest import FAST_TRAINING, TINY_CONFIG, TINY_INPUTS
 

@@ -9,8 +9,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import ConfigError, load_config
-from pipeline.diagnose import (DiagnoseError, check_memory, diagnose, read_log, render_json, smoothing_floor,
-                               suggested_changes, write_config)
+from pipeline.experiments.diagnose import DiagnoseError, check_memory, diagnose, read_log, render_json, smoothing_floor, suggested_changes, write_config
 
 from .conftest import TINY_CONFIG
 

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import load_config
-from pipeline.records import read_records
-from pipeline.runner import run_pipeline
+from pipeline.run.records import read_records
+from pipeline.run.runner import run_pipeline
 
 from .conftest import FAST_TRAINING, TINY_CONFIG, TINY_INPUTS
 
@@ -156,8 +156,8 @@ def test_report_is_built_from_the_run(run):
 
 
 def test_ensemble_and_per_language_thresholds_are_fit_on_val_and_saved_without_pickle(run):
-    from pipeline.baseline import TfidfBaseline
-    from pipeline.ensemble import StackedEnsemble
+    from pipeline.evaluation.baseline import TfidfBaseline
+    from pipeline.evaluation.ensemble import StackedEnsemble
 
     run_dir, _ = run
     metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from pipeline import metrics as M
-from pipeline.ensemble import StackedEnsemble
+from pipeline.evaluation import metrics as M
+from pipeline.evaluation.ensemble import StackedEnsemble
 
 
 def _two_views(n: int, seed: int):
@@ -63,9 +63,9 @@ def test_per_language_thresholds_follow_each_languages_scale_and_fall_back_when_
 
 
 def test_predict_serves_the_ensemble_only_for_runs_that_have_one(tmp_path):
-    from pipeline.baseline import TfidfBaseline
-    from pipeline.ensemble import EnsembleScorer, with_ensemble
-    from pipeline.records import Record
+    from pipeline.evaluation.baseline import TfidfBaseline
+    from pipeline.evaluation.ensemble import EnsembleScorer, with_ensemble
+    from pipeline.run.records import Record
 
     class Fixed:  # a stand-in classifier: its score is fixed per text
         threshold = 0.5

@@ -19,8 +19,8 @@ from pipeline.explain import ClassifierScorer, explain_text, faithfulness, witho
 from pipeline.explain_render import render
 from pipeline.model.classifier import THRESHOLD_FILE, Classifier
 from pipeline.predict import predict
-from pipeline.readers import ReaderLimits
-from pipeline.records import write_json
+from pipeline.inputs.readers import ReaderLimits
+from pipeline.run.records import write_json
 
 from .conftest import TINY_CONFIG
 

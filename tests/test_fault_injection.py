@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import load_config
-from pipeline.records import Record, read_records
-from pipeline.runner import STAGE_NAMES, StageError, run_pipeline, run_stage, statuses
+from pipeline.run.records import Record, read_records
+from pipeline.run.runner import STAGE_NAMES, StageError, run_pipeline, run_stage, statuses
 
 from .conftest import FAST_TRAINING, ROOT, TINY_CONFIG, TINY_INPUTS
 
@@ -35,11 +35,11 @@ CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "fa
 
 # point -> (stage during which calls are counted, function to wrap, does this call kill the process once it returns)
 KILL_POINTS = {
-    "ingest": ("ingest", "pipeline.records:Record.to_json", lambda n, args: n == 60),  # 60 of 190 records written
-    "dedup": ("dedup", "pipeline.records:Record.to_json", lambda n, args: n == 60),
-    "split": ("split", "pipeline.records:Record.to_json", lambda n, args: n == 60),  # inside train.jsonl (106)
-    "augment": ("augment", "pipeline.records:Record.to_json", lambda n, args: n == 60),
-    "balance": ("balance", "pipeline.records:Record.to_json", lambda n, args: n == 60),
+    "ingest": ("ingest", "pipeline.run.records:Record.to_json", lambda n, args: n == 60),  # 60 of 190 records written
+    "dedup": ("dedup", "pipeline.run.records:Record.to_json", lambda n, args: n == 60),
+    "split": ("split", "pipeline.run.records:Record.to_json", lambda n, args: n == 60),  # inside train.jsonl (106)
+    "augment": ("augment", "pipeline.run.records:Record.to_json", lambda n, args: n == 60),
+    "balance": ("balance", "pipeline.run.records:Record.to_json", lambda n, args: n == 60),
     "train": ("train", "pipeline.model.trainer:VerdictTrainer.training_step", lambda n, args: n == 7),  # ckpt 4 saved
     "evaluate": ("evaluate", "pipeline.stages.evaluate:write_predictions", lambda n, args: n == 2),  # metrics not yet
     "report": ("report", "pipeline.stages.report:draw_plots", lambda n, args: n == 1),  # plots drawn, no html yet
@@ -50,7 +50,8 @@ KILL_POINTS = {
 
 def _child(point: str, argv: list[str]) -> None:
     """The CLI with a SIGKILL planted at `point` (this runs in the child process only)."""
-    from pipeline import cli, runner
+    from pipeline import cli
+    from pipeline.run import runner
 
     stage, target, kills = KILL_POINTS[point]
     module, _, attribute = target.partition(":")

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.config import ConfigError, load_config, parse_override
 from pipeline.predict import Prediction, check_threshold, gate_failures, render
-from pipeline.readers import ReaderLimits, Reject, iter_inputs
-from pipeline.runner import StageError, run_pipeline
+from pipeline.inputs.readers import ReaderLimits, Reject, iter_inputs
+from pipeline.run.runner import StageError, run_pipeline
 
 from .conftest import TINY_CONFIG
 

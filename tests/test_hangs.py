@@ -52,7 +52,7 @@ def test_gzip_of_newlines_trips_the_bomb_guard_early(tmp_path):
     bomb = tmp_path / "newlines.jsonl.gz"
     bomb.write_bytes(member * 100)
     done = _run(f"""
-        from pipeline.readers import ReaderLimits, iter_inputs
+        from pipeline.inputs.readers import ReaderLimits, iter_inputs
         items = list(iter_inputs([{str(bomb)!r}], ReaderLimits()))
         print(len(items), items[0].reason)
     """)
@@ -65,7 +65,7 @@ def test_blank_lines_in_a_table_are_skipped_in_bulk(tmp_path):
     table = tmp_path / "blank.jsonl.gz"
     table.write_bytes(gzip.compress(b"\n" * 200_000_000, 1) + gzip.compress(b'{"text": "echo hi", "label": "benign"}\n'))
     done = _run(f"""
-        from pipeline.readers import ReaderLimits, iter_inputs
+        from pipeline.inputs.readers import ReaderLimits, iter_inputs
         items = list(iter_inputs([{str(table)!r}], ReaderLimits(zip_max_ratio=1e9)))
         print(len(items), items[0].source)
     """)

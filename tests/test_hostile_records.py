@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.records import read_records, text_id
+from pipeline.run.records import read_records, text_id
 
 from .conftest import TINY_CONFIG
 

@@ -7,9 +7,7 @@ from sklearn.metrics import (accuracy_score, average_precision_score, balanced_a
                              confusion_matrix, f1_score, log_loss, matthews_corrcoef, precision_score, recall_score,
                              roc_auc_score)
 
-from pipeline.metrics import (BOOTSTRAP_METRICS, _resampled_auc, _stratified_indices, binary_metrics, bootstrap_ci,
-                              calibration_curve, choose_threshold, collapse_alarm, per_group_metrics, pr_points,
-                              roc_points)
+from pipeline.evaluation.metrics import BOOTSTRAP_METRICS, _resampled_auc, _stratified_indices, binary_metrics, bootstrap_ci, calibration_curve, choose_threshold, collapse_alarm, per_group_metrics, pr_points, roc_points
 
 
 def noisy(n: int, seed: int, sep: float = 0.25, decimals: int | None = 2):

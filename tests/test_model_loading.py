@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.config import load_config
 from pipeline.model import backends
-from pipeline.records import read_records
-from pipeline.runner import run_pipeline
+from pipeline.run.records import read_records
+from pipeline.run.runner import run_pipeline
 
 from .conftest import TINY_CONFIG, TINY_DATA
 

@@ -24,7 +24,7 @@ from pipeline.model.classifier import THRESHOLD_FILE, Classifier
 from pipeline.model.onnx_export import export_onnx
 from pipeline.model.onnx_runtime import ONNX_FILE, SIDECAR_FILE, OnnxClassifier, open_fast
 from pipeline.predict import open_scorer
-from pipeline.records import write_json
+from pipeline.run.records import write_json
 
 from .conftest import TINY_CONFIG
 
@@ -198,7 +198,7 @@ def test_constants_repeated_from_classifier_module_agree():
 
 def test_train_stage_writes_a_current_onnx_graph_predict_picks_up(tmp_path, tiny_overrides):
     from pipeline.config import load_config
-    from pipeline.runner import run_pipeline
+    from pipeline.run.runner import run_pipeline
 
     fast = ["training.max_steps=2", "training.eval_steps=2", "training.save_steps=2", "training.torch_threads=1"]
     cfg = load_config(TINY_CONFIG, overrides=[*tiny_overrides, *fast])

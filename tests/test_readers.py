@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.languages import detect_language, normalise_lang
-from pipeline.readers import REASONS, ReaderLimits, Reject, iter_inputs, safe_display
-from pipeline.records import Record, read_records, text_id, write_records
+from pipeline.inputs.readers import REASONS, ReaderLimits, Reject, iter_inputs, safe_display
+from pipeline.run.records import Record, read_records, text_id, write_records
 
 PS = "Invoke-WebRequest -Uri http://example.test/a.ps1 -OutFile $env:TEMP\\a.ps1\n"
 PY = "import os\nprint(os.getcwd())\n"

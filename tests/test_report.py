@@ -9,11 +9,11 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline import metrics as M
-from pipeline import runner
+from pipeline.evaluation import metrics as M
+from pipeline.run import runner
 from pipeline.config import load_config
-from pipeline.records import Record, read_json, text_id, write_json
-from pipeline.runner import BY_NAME, MANIFEST, run_stage
+from pipeline.run.records import Record, read_json, text_id, write_json
+from pipeline.run.runner import BY_NAME, MANIFEST, run_stage
 from pipeline.stages.evaluate import evaluate_scores, write_predictions
 from pipeline.stages.report import STABLE_KEYS, md_code, md_table
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from pipeline.config import load_config
-from pipeline.runner import run_stage
+from pipeline.run.runner import run_stage
 from pipeline.stages.report import SMOKE_TEST_ROWS, run_kind, run_kind_sentences
 
 from .conftest import TINY_CONFIG

@@ -3,10 +3,10 @@ import json
 
 import pytest
 
-from pipeline import runner
+from pipeline.run import runner
 from pipeline.config import load_config
-from pipeline.records import read_records
-from pipeline.runner import BY_NAME, ConfigView, StageError, run_pipeline, run_stage, statuses
+from pipeline.run.records import read_records
+from pipeline.run.runner import BY_NAME, ConfigView, StageError, run_pipeline, run_stage, statuses
 
 from .conftest import TINY_CONFIG
 
@@ -54,7 +54,7 @@ def test_changing_an_output_neutral_key_reruns_nothing(tmp_path, tiny_overrides,
 
 def test_output_neutral_keys_are_declared_on_the_fields_and_feed_the_sweep():
     from pipeline.config import output_neutral_keys
-    from pipeline.sweep import MACHINE_KEYS
+    from pipeline.experiments.sweep import MACHINE_KEYS
 
     neutral = set(output_neutral_keys())
     assert {"data.dedup.workers", "training.torch_threads", "report.dir", "tracking.project"} <= neutral

@@ -49,7 +49,7 @@ def _tensors_only(call: ast.Call) -> bool:
 
 
 ALLOWED = {  # (file, call) -> (reason, check every such call must pass)
-    ("runner.py", "importlib.import_module"): (
+    ("run/runner.py", "importlib.import_module"): (
         "loads a stage module by name from the STAGES table, never from input", _stage_module_by_table),
     ("model/head.py", "torch.load"): (
         "reads pytorch_model.bin only when model.allow_pickle_weights is set (test_model tests the refusal), and "

@@ -10,10 +10,10 @@ import shutil
 import pytest
 
 from pipeline.config import ConfigError, load_config
-from pipeline.lock import locked_run_dir
-from pipeline.readers import LostRowsError, ReaderLimits, Record, Reject, iter_inputs
-from pipeline.records import read_records
-from pipeline.runner import StageError, run_pipeline, run_stage, statuses
+from pipeline.run.lock import locked_run_dir
+from pipeline.inputs.readers import LostRowsError, ReaderLimits, Record, Reject, iter_inputs
+from pipeline.run.records import read_records
+from pipeline.run.runner import StageError, run_pipeline, run_stage, statuses
 
 from .conftest import TINY_CONFIG
 
@@ -123,7 +123,7 @@ def test_a_quote_that_never_parses_costs_its_own_lines_only(tmp_path):
 
 
 def test_a_row_without_an_outcome_fails_the_stage(tmp_path, monkeypatch):
-    from pipeline import readers
+    from pipeline.inputs import readers
 
     table = tmp_path / "t.csv"
     table.write_text("text,label\nx1 = 1,benign\n")

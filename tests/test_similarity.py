@@ -8,8 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.similarity import (NearDuplicateIndex, UnionFind, _join_run, _shingle_arrays, _signatures, cross_pairs,
-                                 jaccard, lsh_params, shingles, tokenize)
+from pipeline.neardup import NearDuplicateIndex, UnionFind, _join_run, _shingle_arrays, _signatures, cross_pairs, jaccard, lsh_params, shingles, tokenize
 
 WORDS = "alpha beta gamma delta path file temp data user key value send load save shell exec host port list".split()
 
@@ -237,7 +236,7 @@ def test_lsh_bands_miss_few_pairs_at_the_threshold():
 def test_clusters_hash_the_texts_they_verify_together(monkeypatch):
     """`clusters` reads and hashes the texts of a chunk of runs in one call, not one call per verified pair (which cost
     ~0.5 ms of numpy overhead each), and chunking (forced small here) changes no group."""
-    import pipeline.similarity as similarity
+    import pipeline.neardup as similarity
 
     rng = random.Random(11)
     texts = []

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from pipeline.config import load_config
-from pipeline.records import Record, read_records, text_id
-from pipeline.runner import run_pipeline
+from pipeline.run.records import Record, read_records, text_id
+from pipeline.run.runner import run_pipeline
 from pipeline.stages.augment import variants
 from pipeline.stages.balance import resample
 from pipeline.stages.split import SPLITS, SplitKeys, assign
@@ -207,7 +207,7 @@ def test_cross_split_exact_duplicates_counts_only_ids_in_two_splits():
 
 
 def test_texts_on_disk_reads_back_what_was_written(tmp_path):
-    from pipeline.records import TextsOnDisk, scan_records, write_records
+    from pipeline.run.records import TextsOnDisk, scan_records, write_records
 
     recs = [Record(id=str(i), text=f"line {i}\nwith é and \\\" quotes", label="benign") for i in range(5)]
     write_records(tmp_path / "r.jsonl", recs)
@@ -220,7 +220,7 @@ def test_texts_on_disk_reads_back_what_was_written(tmp_path):
 def test_atomic_writes_get_the_usual_permissions(tmp_path):
     import os
 
-    from pipeline.records import write_json
+    from pipeline.run.records import write_json
 
     write_json(tmp_path / "x.json", {"a": 1})
     mask = os.umask(0)

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from pipeline.compare import compare
+from pipeline.experiments.compare import compare
 from pipeline.config import load_config
-from pipeline.diagnose import diagnose
-from pipeline.sweep import DATA_STAGES, Range, SweepError, data_keys_changed, parse_grid, plan_grid, sweep
-from pipeline.tracking import run_tags
+from pipeline.experiments.diagnose import diagnose
+from pipeline.experiments.sweep import DATA_STAGES, Range, SweepError, data_keys_changed, parse_grid, plan_grid, sweep
+from pipeline.experiments.tracking import run_tags
 
 from .conftest import FAST_TRAINING, TINY_CONFIG, TINY_INPUTS
 

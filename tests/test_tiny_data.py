@@ -11,8 +11,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from pipeline.config import load_config
-from pipeline.records import read_records
-from pipeline.runner import run_pipeline
+from pipeline.run.records import read_records
+from pipeline.run.runner import run_pipeline
 
 from .conftest import FULL_TINY_DATA, ROOT, TINY_CONFIG, TINY_DATA
 

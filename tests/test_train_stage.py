@@ -2,7 +2,7 @@
 import pytest
 
 from pipeline.config import load_config
-from pipeline.runner import StageError, run_pipeline, run_stage
+from pipeline.run.runner import StageError, run_pipeline, run_stage
 from pipeline.stages.train import class_weights, training_arguments
 
 from .conftest import FAST_TRAINING, TINY_CONFIG
@@ -73,7 +73,7 @@ def test_run_metadata_reaches_an_open_wandb_run(monkeypatch):
     import sys
     import types
 
-    from pipeline.tracking import run_metadata_callback
+    from pipeline.experiments.tracking import run_metadata_callback
 
     logged = {}
     fake = types.SimpleNamespace(run=object(), config=types.SimpleNamespace(
@@ -88,7 +88,7 @@ def test_run_metadata_reaches_an_open_wandb_run(monkeypatch):
 def test_wandb_without_a_key_runs_offline(monkeypatch):
     import importlib.util
 
-    from pipeline.tracking import setup_tracking
+    from pipeline.experiments.tracking import setup_tracking
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
@@ -155,7 +155,7 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path, tiny_ove
         from transformers import TrainerCallback
         from pipeline.config import load_config
         from pipeline.model import trainer
-        from pipeline.runner import run_stage
+        from pipeline.run.runner import run_stage
 
         class Kill(TrainerCallback):
             def on_save(self, args, state, control, **kwargs):

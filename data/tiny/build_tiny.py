@@ -27,7 +27,7 @@ from pathlib import Path
 
 # Reuse the project's own normalisation so "exact duplicate" here means what ingest means by it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from pipeline.records import LABELS, atomic_write, normalise  # noqa: E402
+from pipeline.run.records import LABELS, atomic_write, normalise
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import families  # noqa: E402  (data/tiny/families.py: the templated families)

@@ -13,8 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..records import Record, write_json
-from ..rundir import THRESHOLD_FILE, RunDir
+from pipeline.run.records import Record, write_json
+from pipeline.run.rundir import THRESHOLD_FILE, RunDir
 from . import head, prompt
 
 SCORING_FILE = "sgpipe_scoring.json"  # max_length and head_ratio used to build the training prompts

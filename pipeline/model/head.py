@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.model import prompt
-from pipeline.records import LABELS, write_json
+from pipeline.run.records import LABELS, write_json
 
 CLASSIFIER_FILE = "sgpipe_classifier.json"
 EXPORT_PROMPT_FILE = "sgpipe_prompt.json"

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from pipeline.model.onnx_runtime import ONNX_FILE, SIDECAR_FILE, classifier_digest, file_digest
-from pipeline.records import LABELS, atomic_write, write_json
+from pipeline.run.records import LABELS, atomic_write, write_json
 
 OPSET = 17
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator, Sequence
 
-from pipeline.records import LABELS
+from pipeline.run.records import LABELS
 
 PREFIX = "<script lang={lang}>\n"
 SUFFIX = "\n</script>\nVerdict:"

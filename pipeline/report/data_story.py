@@ -2,7 +2,7 @@
 timings), and the alarms the data stages raise, shown at the top of the report beside the model's."""
 from __future__ import annotations
 
-from ..records import LABELS
+from pipeline.run.records import LABELS
 from .blocks import Alarm, Block, Heading, Para, Table, dig, val
 from .facts import UPSTREAM, Inputs
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import metrics as M
+from pipeline.evaluation import metrics as M
 from ..config import TINY_MODEL_ID
 from .blocks import Table, ci, num, val
 

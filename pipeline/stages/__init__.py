@@ -1,1 +1,1 @@
-"""One module per pipeline stage, each with `run(ctx) -> counts`. The runner (pipeline/runner.py) calls them in order."""
+"""One module per pipeline stage, each with `run(ctx) -> counts`. The runner (pipeline/run/runner.py) calls them in order."""

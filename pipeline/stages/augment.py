@@ -30,9 +30,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..records import Record, read_records, text_id
-from ..runner import StageContext
-from ..similarity import cross_pairs
+from pipeline.run.records import Record, read_records, text_id
+from pipeline.run.runner import StageContext
+from pipeline.neardup import cross_pairs
 from ..transforms import augment_text
 from ..transforms.renaming import NameVocabulary, name_vocabulary
 

@@ -18,8 +18,8 @@ from collections import Counter
 
 import numpy as np
 
-from ..records import Record, read_records, write_records
-from ..runner import StageContext, StageError
+from pipeline.run.records import Record, read_records, write_records
+from pipeline.run.runner import StageContext, StageError
 
 REPEAT, VARIANT, ORIGINAL = 0, 1, 2  # undersampling drops the lowest kind first
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..records import LABELS, Record, TextsOnDisk, id_digest, scan_records
-from ..runner import StageContext, StageError
-from ..similarity import NearDuplicateIndex
+from pipeline.run.records import LABELS, Record, TextsOnDisk, id_digest, scan_records
+from pipeline.run.runner import StageContext, StageError
+from pipeline.neardup import NearDuplicateIndex
 
 
 @dataclass

@@ -5,7 +5,7 @@ Scores are P(malicious) from the two-label head: one forward pass per batch, no 
 `evaluation.threshold_policy`, is stored in threshold.json (predict and export use it), and metrics are given at it
 and at 0.5. The baseline is trained on the same training rows as the model and thresholded by the same policy.
 
-With `evaluation.ensemble: tfidf` the model's and the baseline's scores are also stacked (pipeline/ensemble.py: fit
+With `evaluation.ensemble: tfidf` the model's and the baseline's scores are also stacked (pipeline/evaluation/ensemble.py: fit
 on val, threshold on out-of-fold val scores); the fitted baseline (baseline.npz, no pickle) and the stacker
 (ensemble.json) are saved for predict. With `evaluation.per_language_thresholds` a threshold per language is chosen
 on val too (languages with too few val scripts keep the global one) and test figures at them are reported.
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import metrics as M
-from ..records import Record, read_records, write_json
-from ..runner import StageContext
+from pipeline.evaluation import metrics as M
+from pipeline.run.records import Record, read_records, write_json
+from pipeline.run.runner import StageContext
 
 
 def evaluate_scores(y: np.ndarray, s: np.ndarray, threshold: float, records: list[Record], n_boot: int,
@@ -75,7 +75,7 @@ def run(ctx: StageContext) -> dict:
     write_predictions(ctx.out / "predictions.jsonl", test, s_test, t)
 
     if cfg.baseline:
-        from ..baseline import TfidfBaseline
+        from pipeline.evaluation.baseline import TfidfBaseline
         train = list(read_records(ctx.input("balance", "train.jsonl")))
         base = TfidfBaseline(seed=seed).fit([r.text for r in train], np.array([r.y for r in train]))
         b_val = base.predict_proba([r.text for r in val])
@@ -108,8 +108,8 @@ def run(ctx: StageContext) -> dict:
 
 
 def _ensemble(ctx: StageContext, val: tuple, test: tuple, test_records: list[Record]) -> dict:
-    """Stack model and baseline on val (pipeline/ensemble.py), threshold on out-of-fold val scores, score test once."""
-    from ..ensemble import StackedEnsemble
+    """Stack model and baseline on val (pipeline/evaluation/ensemble.py), threshold on out-of-fold val scores, score test once."""
+    from pipeline.evaluation.ensemble import StackedEnsemble
 
     cfg, seed = ctx.config.evaluation, ctx.config.run.seed
     (y_val, s_val, b_val), (y_test, s_test, b_test) = val, test
@@ -142,7 +142,7 @@ def _external_baseline(config, run_dir: Path, records: list[Record], y: np.ndarr
 
     The fitted baseline is read from evaluate/baseline.npz when the run saved one (ensemble runs), else re-fit on the
     run's balanced training rows exactly as evaluate fit it (deterministic). Nothing when the run had no baseline."""
-    from ..baseline import TfidfBaseline
+    from pipeline.evaluation.baseline import TfidfBaseline
 
     own_path = run_dir / "evaluate" / "metrics.json"
     own = json.loads(own_path.read_text(encoding="utf-8")) if own_path.exists() else {}
@@ -161,7 +161,7 @@ def _external_baseline(config, run_dir: Path, records: list[Record], y: np.ndarr
                         "name": own["baseline"].get("name")}}
     write_predictions(out_dir / "baseline_predictions.jsonl", records, b, t_base)
     if own.get("ensemble") and (run_dir / "evaluate" / "ensemble.json").exists():
-        from ..ensemble import StackedEnsemble
+        from pipeline.evaluation.ensemble import StackedEnsemble
         e = StackedEnsemble.load(run_dir / "evaluate" / "ensemble.json").predict(scores, b)
         t_ens = own["ensemble"]["threshold"]["threshold"]
         out["ensemble"] = {**evaluate_scores(y, e, t_ens, records, n_boot, seed), "threshold": t_ens,
@@ -179,7 +179,7 @@ def evaluate_external(config, run_dir: Path, paths: list[str], out_dir: Path, lo
     run has one) on the same data at their own val-chosen thresholds.
     """
     from ..model.classifier import open_classifier
-    from ..readers import ReaderLimits, Reject, iter_inputs
+    from pipeline.inputs.readers import ReaderLimits, Reject, iter_inputs
 
     records, rejects = [], []
     for item in iter_inputs(paths, ReaderLimits.from_config(config.data.ingest), labelled=True):

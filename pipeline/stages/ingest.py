@@ -9,8 +9,8 @@ import json
 import os
 from collections import Counter
 
-from ..readers import LostRowsError, ReaderLimits, Reject, iter_inputs
-from ..runner import StageContext, StageError
+from pipeline.inputs.readers import LostRowsError, ReaderLimits, Reject, iter_inputs
+from pipeline.run.runner import StageContext, StageError
 
 
 def run(ctx: StageContext) -> dict:

@@ -23,16 +23,16 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .. import plots
+from pipeline.evaluation import plots
 from ..config import nest
-from ..records import LABELS, read_json, read_records, write_json
+from pipeline.run.records import LABELS, read_json, read_records, write_json
 from ..report.document import document
 from ..report.facts import (LIST_LIMIT, UPSTREAM, Inputs, headline_table, report_metrics, run_kind,
                             run_kind_sentences, worst)
 from ..report.facts import SMOKE_TEST_ROWS, STABLE_KEYS  # noqa: F401  (public names, imported from here)
 from ..report.html import to_html
 from ..report.markdown import md_code, md_table, to_markdown  # noqa: F401  (md_code: likewise)
-from ..runner import MANIFEST, StageContext, StageError
+from pipeline.run.runner import MANIFEST, StageContext, StageError
 
 def _read_jsonl(path: Path, limit: int | None = None) -> list[dict]:
     rows = []

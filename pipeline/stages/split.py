@@ -20,8 +20,8 @@ from typing import Iterable
 
 import numpy as np
 
-from ..records import Record, id_digest, read_records
-from ..runner import StageContext, StageError
+from pipeline.run.records import Record, id_digest, read_records
+from pipeline.run.runner import StageContext, StageError
 
 SPLITS = ("train", "val", "test")
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from ..config import TINY_MODEL_ID, Config
 from ..model import backends
-from ..records import read_records, write_json
-from ..runner import StageContext, StageError, is_main_process
+from pipeline.run.records import read_records, write_json
+from pipeline.run.runner import StageContext, StageError, is_main_process
 
 if TYPE_CHECKING:  # trl is imported inside the stage only: `sgpipe --help` must not pay for it
     from trl import SFTConfig
@@ -123,7 +123,7 @@ def _setup(ctx: StageContext) -> _Session:
     from transformers import set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
-    from ..tracking import setup_tracking
+    from pipeline.experiments.tracking import setup_tracking
 
     cfg, m, t = ctx.config, ctx.config.model, ctx.config.training
     started = time.time()
@@ -165,7 +165,7 @@ def _dataset(records, tokenizer, m):
 def _callbacks(ctx: StageContext, train_records: list, val_records: list) -> list:
     """The run's metadata for the trackers, and early stopping when training.early_stopping is on."""
     from ..model.early_stopping import MinimumEarlyStoppingCallback
-    from ..tracking import environment, run_metadata_callback
+    from pipeline.experiments.tracking import environment, run_metadata_callback
 
     cfg, t = ctx.config, ctx.config.training
     callbacks = [run_metadata_callback({
@@ -215,7 +215,7 @@ def _cleanup(ctx: StageContext, s: _Session, result, final: dict) -> dict:
     """Publish the best model (already reloaded when load_best_model_at_end), its spec and its history; drop the
     checkpoints; return the stage's counts."""
     from ..model.classifier import Classifier
-    from ..tracking import environment
+    from pipeline.experiments.tracking import environment
 
     m, trainer = ctx.config.model, s.trainer
     tiny = m.model_id == TINY_MODEL_ID

@@ -57,12 +57,12 @@ import zlib
 from functools import partial
 from typing import BinaryIO, Iterator, Sequence
 
-from .archives import ARCHIVE_MAGIC, ARCHIVE_SUFFIXES, ZipReader, ByteBudget, MeteredReader
-from .decoding import decode_text
-from .languages import detect_language, normalise_lang
-from .lock import LOCK_FILE
-from .records import LABELS, Record, text_id
-from .rejects import REASONS, ReaderLimits, Reject, RejectedInput, shorten, too_large_detail
+from pipeline.inputs.archives import ARCHIVE_MAGIC, ARCHIVE_SUFFIXES, ZipReader, ByteBudget, MeteredReader
+from pipeline.inputs.decoding import decode_text
+from pipeline.languages import detect_language, normalise_lang
+from pipeline.run.lock import LOCK_FILE
+from pipeline.run.records import LABELS, Record, text_id
+from pipeline.inputs.rejects import REASONS, ReaderLimits, Reject, RejectedInput, shorten, too_large_detail
 
 __all__ = ["REASONS", "ReaderLimits", "Reject", "decode_text", "iter_inputs", "safe_display"]
 

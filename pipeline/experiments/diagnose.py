@@ -24,10 +24,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .advice import ADVICE, ladder
-from .config import TINY_MODEL_ID, Config, load_config, set_dotted
-from .records import read_json
-from .rundir import RunDir
+from pipeline.advice import ADVICE, ladder
+from pipeline.config import TINY_MODEL_ID, Config, load_config, set_dotted
+from pipeline.run.records import read_json
+from pipeline.run.rundir import RunDir
 
 SEVERITIES = ("error", "warning", "advice", "info")  # most severe first; findings are sorted this way
 ALARMS = ("error", "warning")
@@ -498,7 +498,7 @@ CLOSEST_TIER = {"starcoder2-1b": "vram-12gb", "starcoder2-3b": "vram-24gb", "sta
 def check_memory(cfg: Config, device: str) -> list[Finding]:
     """The VRAM tiers of the vram-* presets (batch x accumulation, checkpointing, 4-bit, 8-bit optimizer): advice on CUDA,
     an info when a CPU run of a hub model is a plan for a GPU. The built-in tiny model needs none of it."""
-    from .tracking import vram_tier
+    from pipeline.experiments.tracking import vram_tier
 
     m, t = cfg.model, cfg.training
     if m.model_id == TINY_MODEL_ID:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import codecs
 
-from .rejects import RejectedInput
+from pipeline.inputs.rejects import RejectedInput
 
 SNIFF_BYTES = 8192  # NUL bytes in this much of the head mark a file as binary
 

@@ -19,7 +19,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from .records import atomic_write
+from pipeline.run.records import atomic_write
 
 FORMAT = "sgpipe-tfidf-baseline/1"
 

@@ -12,7 +12,7 @@ import os
 import platform
 import sys
 
-from .config import flatten
+from pipeline.config import flatten
 
 INSTALL_HINT = "pip install 'sgpipe[tracking]'"
 
@@ -42,7 +42,7 @@ def setup_tracking(cfg, log=print) -> None:
 
 def vram_tier(cfg) -> str | None:
     """The GPU memory preset (vram-12gb ... vram-80gb) whose every setting the config has, if any."""
-    from .presets import PRESETS
+    from pipeline.presets import PRESETS
 
     for name, preset in PRESETS.items():
         if name.startswith("vram-") and all(cfg.get(k) == v for k, v in preset.changes.items()):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .records import atomic_write
+from pipeline.run.records import atomic_write
 
 FORMAT = "sgpipe-stacked-ensemble/1"
 _EPS = 1e-6
@@ -101,7 +101,7 @@ def with_ensemble(classifier, run_dir: str | Path):
     folder = Path(run_dir) / "evaluate"
     if not ((folder / "ensemble.json").exists() and (folder / "baseline.npz").exists()):
         return classifier
-    from .baseline import TfidfBaseline  # here, not above: sklearn costs ~2-4 s of predict's startup
+    from pipeline.evaluation.baseline import TfidfBaseline
 
     threshold = json.loads((folder / "ensemble.json").read_text(encoding="utf-8")).get("threshold")
     return EnsembleScorer(classifier, TfidfBaseline.load(folder / "baseline.npz"),

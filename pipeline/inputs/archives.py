@@ -21,8 +21,8 @@ import zipfile
 import zlib
 from typing import BinaryIO, Callable, Iterator
 
-from .records import Record
-from .rejects import ReaderLimits, Reject, RejectedInput, shorten, too_large_detail
+from pipeline.run.records import Record
+from pipeline.inputs.rejects import ReaderLimits, Reject, RejectedInput, shorten, too_large_detail
 
 ARCHIVE_SUFFIXES = (".zip", ".jar", ".apk", ".7z", ".rar", ".tar", ".tgz", ".gz", ".bz2", ".xz", ".zst", ".cab")
 ARCHIVE_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"7z\xbc\xaf\x27\x1c", b"Rar!\x1a\x07", b"\x1f\x8b", b"\xfd7zXZ\x00")

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import flatten
-from .records import read_json
-from .rundir import RunDir
+from pipeline.config import flatten
+from pipeline.run.records import read_json
+from pipeline.run.rundir import RunDir
 
 TRIAL_FILE = "trial.json"  # a sweep trial's status, changes and error
 TRIALS = "trials"  # a sweep directory's folder of trial runs
@@ -186,7 +186,7 @@ def sensitivity(c: Comparison) -> dict[str, list[dict]]:
 
 # ------------------------------------------------------------------------------------------------ rendering
 def to_markdown(c: Comparison) -> str:
-    from .report.markdown import md_table, md_text
+    from pipeline.report.markdown import md_table, md_text
 
     header, body = table(c)
     parts = [md_table(header, body)]
@@ -257,7 +257,7 @@ def sensitivity_plots(c: Comparison, out_dir: Path) -> list[Path]:
 
 def write(c: Comparison, out_dir: Path) -> dict[str, Path]:
     """comparison.md, comparison.csv, best.json and the sensitivity plots, in out_dir."""
-    from .records import atomic_write, write_json
+    from pipeline.run.records import atomic_write, write_json
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"markdown": out_dir / "comparison.md", "csv": out_dir / "comparison.csv", "best": out_dir / "best.json"}

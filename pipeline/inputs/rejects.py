@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 from typing import TYPE_CHECKING
 
-from .records import LABELS
+from pipeline.run.records import LABELS
 
 if TYPE_CHECKING:
-    from .config import IngestConfig
+    from pipeline.config import IngestConfig
 
 REASONS = (
     "empty", "too_short", "binary", "undecodable", "too_large",  # the script itself

@@ -27,10 +27,10 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from . import __version__
-from .config import Config, get_dotted, nest, output_neutral_keys, without_neutral_keys
-from .lock import LOCK_FILE, RunDirError, locked_run_dir
-from .records import read_json, write_json
+from pipeline import __version__
+from pipeline.config import Config, get_dotted, nest, output_neutral_keys, without_neutral_keys
+from pipeline.run.lock import LOCK_FILE, RunDirError, locked_run_dir
+from pipeline.run.records import read_json, write_json
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class ConfigView:
         if any(_covers(key, declared) for declared in visible):
             return ConfigView(self._config, self._stage, key)
         raise StageError(f"stage {self._stage.name} reads config key '{key}' but does not declare it: add it to "
-                         f"the {self._stage.name} entry of STAGES in pipeline/runner.py (reads, or observes for "
+                         f"the {self._stage.name} entry of STAGES in pipeline/run/runner.py (reads, or observes for "
                          "tracker-only keys)")
 
     def get(self, dotted: str) -> Any:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import metrics as M
+from pipeline.evaluation import metrics as M
 
 CLASS_COLORS = {"benign": "#4477aa", "malicious": "#cc3311"}
 DPI = 110

@@ -1,6 +1,6 @@
 """A run directory (runs/<name>) as one type: where each stage's outputs lie, its manifests, the config it ran with.
 
-Stages publish `<run-dir>/<stage>/` (pipeline/runner.py); everything outside stages/ that reads a run (the CLI,
+Stages publish `<run-dir>/<stage>/` (pipeline/run/runner.py); everything outside stages/ that reads a run (the CLI,
 predict/export, diagnose, compare) goes through `RunDir`, so the layout is written down once, here.
 """
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from .config import Config, flatten, set_dotted
-from .records import read_json
-from .runner import MANIFEST, STAGE_NAMES, read_manifest
+from pipeline.config import Config, flatten, set_dotted
+from pipeline.run.records import read_json
+from pipeline.run.runner import MANIFEST, STAGE_NAMES, read_manifest
 
 CONFIG_FILE = "config.yaml"  # the resolved config a sweep writes into each trial directory
 THRESHOLD_FILE = "threshold.json"  # written by evaluate (chosen on validation), copied by export

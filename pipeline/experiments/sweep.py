@@ -42,11 +42,11 @@ from typing import Any, Callable
 
 import yaml
 
-from .compare import METRICS, TRIAL_FILE, TRIALS, run_metrics
-from .config import Config, ConfigError, flatten, load_config, output_neutral_keys, parse_override
-from .records import read_json, write_json
-from .rundir import CONFIG_FILE
-from .runner import BY_NAME, STAGE_NAMES, read_manifest, run_pipeline
+from pipeline.experiments.compare import METRICS, TRIAL_FILE, TRIALS, run_metrics
+from pipeline.config import Config, ConfigError, flatten, load_config, output_neutral_keys, parse_override
+from pipeline.run.records import read_json, write_json
+from pipeline.run.rundir import CONFIG_FILE
+from pipeline.run.runner import BY_NAME, STAGE_NAMES, read_manifest, run_pipeline
 
 DATA_STAGES = STAGE_NAMES[: STAGE_NAMES.index("balance") + 1]
 SEARCHES = ("grid", "random", "tpe")

@@ -341,7 +341,7 @@ def collapse_alarm(metrics: dict) -> str | None:
         what = f"sensitivity is 0.00: every malicious script is called benign (threshold {metrics.get('threshold')})"
     else:
         return None
-    from .advice import ADVICE  # the remedy is the one diagnose and the fix-collapse preset give
+    from pipeline.advice import ADVICE
 
     return f"COLLAPSE: {what}. The model predicts one class. Fixes: {ADVICE['collapse'].fix}."
 

@@ -46,7 +46,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .config import DedupConfig
+from pipeline.config import DedupConfig
 
 _DEDUP = DedupConfig()  # the schema's defaults: the one source of the threshold, n-gram size and permutations
 

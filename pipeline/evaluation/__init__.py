@@ -1,0 +1,1 @@
+"""Honest metrics from scores, the classical baseline, and the plots of both."""

@@ -1,0 +1,1 @@
+"""Working with many runs: diagnose one, sweep a grid or a search space, compare results."""

@@ -176,6 +176,26 @@ for _stage in STAGES:  # registered in pipeline order, so --help lists them as t
                              or _stage_command(_stage.name, _stage.doc))
 
 
+def _served_scorer(fmt: str, formats, threshold: Optional[float], config, set_, run_dir, model):
+    """Check --format and --threshold, then open what predict serves for the run, so that explain explains exactly
+    that score: the ONNX fast path when its graph is current (else PyTorch, with a note saying why), stacked with the
+    baseline when the run was evaluated with evaluation.ensemble=tfidf. Returns (config, scorer)."""
+    from pipeline.evaluation.ensemble import with_ensemble
+    from .predict import check_threshold, open_scorer
+
+    if fmt not in formats:
+        raise typer.BadParameter(f"choose {', '.join(formats)}, not {fmt!r}", param_hint="--format")
+    try:
+        check_threshold(threshold)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--threshold") from None
+    cfg = _resolve(config, [], set_, [])
+    source = _run_dir(cfg, run_dir, model)
+    scorer = open_scorer(source, device=cfg.model.device, allow_pickle=cfg.model.allow_pickle_weights,
+                         note=lambda m: err.print("note: " + _display(m), markup=False))
+    return cfg, with_ensemble(scorer, source)
+
+
 @app.command("predict")
 def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/CSV, zips, or - for stdin."),
              run_dir: Optional[Path] = ScoringRunDirOpt,
@@ -192,21 +212,10 @@ def predict_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
                                          "most (occlusion, as `sgpipe explain`)."),
              config: Optional[Path] = ConfigOpt, set_: List[str] = SetOpt):
     """Score unknown scripts: P(malicious) and the verdict at the stored threshold. Nothing is executed."""
-    from pipeline.evaluation.ensemble import with_ensemble
-    from .predict import FORMATS, check_threshold, gate_failures, open_scorer, predict, render
+    from .predict import FORMATS, gate_failures, predict, render
     from pipeline.inputs.readers import ReaderLimits
 
-    if fmt not in FORMATS:
-        raise typer.BadParameter(f"choose {', '.join(FORMATS)}, not {fmt!r}", param_hint="--format")
-    try:
-        check_threshold(threshold)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--threshold") from None
-    cfg = _resolve(config, [], set_, [])
-    source = _run_dir(cfg, run_dir, model)
-    classifier = open_scorer(source, device=cfg.model.device, allow_pickle=cfg.model.allow_pickle_weights,
-                             note=lambda m: err.print("note: " + _display(m), markup=False))
-    classifier = with_ensemble(classifier, source)  # a run evaluated with evaluation.ensemble=tfidf
+    cfg, classifier = _served_scorer(fmt, FORMATS, threshold, config, set_, run_dir, model)
     gated = []  # what the gate needs of each prediction (verdict, score, location, error): a few bytes each
 
     def tracked():
@@ -244,23 +253,11 @@ def explain_(paths: List[str] = typer.Argument(..., help="Files, folders, JSONL/
              config: Optional[Path] = ConfigOpt, set_: List[str] = SetOpt):
     """Which lines make a script malicious: each line's contribution to P(malicious), by occlusion through the same
     prompt, truncation and scoring as predict. Nothing is executed."""
-    from pipeline.evaluation.ensemble import with_ensemble
     from .explain import ClassifierScorer, explain_paths
     from .explain_render import FORMATS, render
-    from .model.classifier import open_classifier
-    from .predict import check_threshold
     from pipeline.inputs.readers import ReaderLimits
 
-    if fmt not in FORMATS:
-        raise typer.BadParameter(f"choose {', '.join(FORMATS)}, not {fmt!r}", param_hint="--format")
-    try:
-        check_threshold(threshold)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--threshold") from None
-    cfg = _resolve(config, [], set_, [])
-    source = _run_dir(cfg, run_dir, model)
-    classifier = open_classifier(source, device=cfg.model.device, allow_pickle=cfg.model.allow_pickle_weights)
-    classifier = with_ensemble(classifier, source)  # explain what predict serves: the ensemble when the run has one
+    cfg, classifier = _served_scorer(fmt, FORMATS, threshold, config, set_, run_dir, model)
     t = threshold if threshold is not None else (classifier.threshold if classifier.threshold is not None else 0.5)
     explanations = explain_paths(paths, ClassifierScorer(classifier), ReaderLimits.from_config(cfg.data.ingest), t,
                                  max_units)

@@ -11,7 +11,6 @@ import math
 import random
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -49,29 +48,14 @@ def planted_rows(n: int, seed: int) -> list[tuple[str, str, int]]:
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory) -> tuple[Classifier, str]:
     """A tiny StarCoder2 trained in ~10 s on the planted signal, and its saved classifier directory."""
-    from datasets import Dataset
-    from trl import SFTConfig
+    from .model_configs import train_tiny
 
-    from pipeline.model import prompt
-    from pipeline.model.trainer import VerdictTrainer
-
-    from .model_configs import load_tiny
-
-    torch.set_num_threads(1)
     train = planted_rows(64, seed=0)
-    model, tokenizer, _ = load_tiny([t for t, _, _ in train], MAX_LEN, "full")
-    data = Dataset.from_list([prompt.build_training_row(t, "python", y, tokenizer, MAX_LEN) for t, y, _ in train])
     out = tmp_path_factory.mktemp("planted")
-    config = SFTConfig(output_dir=str(out / "trainer"), max_length=MAX_LEN, packing=False, completion_only_loss=True,
-                       use_cpu=True, bf16=False, gradient_checkpointing=False, report_to="none",
-                       per_device_train_batch_size=8, learning_rate=1e-2, max_steps=60, eval_strategy="no",
-                       save_strategy="no", seed=0, label_smoothing_factor=0.0, disable_tqdm=True)
-    trainer = VerdictTrainer(model, config, label_smoothing=0.0, train_dataset=data, processing_class=tokenizer)
-    trainer.train()
-    path = Classifier.save(trainer.model, tokenizer, out / "clf", base_model=None, max_length=MAX_LEN,
-                           head_ratio=0.75)
+    model, tokenizer = train_tiny([t for t, _, _ in train], [y for _, y, _ in train], "python", out, MAX_LEN, steps=60)
+    path = Classifier.save(model, tokenizer, out / "clf", base_model=None, max_length=MAX_LEN, head_ratio=0.75)
     write_json(path / THRESHOLD_FILE, {"threshold": 0.5})
-    return Classifier(trainer.model, tokenizer, MAX_LEN, 0.75, 0.5), str(path)
+    return Classifier(model, tokenizer, MAX_LEN, 0.75, 0.5), str(path)
 
 
 def test_the_planted_line_ranks_first_and_top_lines_beat_random_lines(planted):

@@ -43,26 +43,12 @@ def _rows(n: int) -> tuple[list[str], list[str]]:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """runs/<name> with a tiny StarCoder2 trained for a few steps (so scores are not all 0.5) and its ONNX export."""
-    from datasets import Dataset
-    from trl import SFTConfig
+    from .model_configs import train_tiny
 
-    from pipeline.model.trainer import VerdictTrainer
-
-    from .model_configs import load_tiny
-
-    torch.set_num_threads(1)
     texts, labels = _rows(32)
-    model, tokenizer, _ = load_tiny(texts + HOSTILE, MAX_LEN, "full")
-    data = Dataset.from_list([prompt.build_training_row(t, "powershell", y, tokenizer, MAX_LEN)
-                              for t, y in zip(texts, labels)])
     out = tmp_path_factory.mktemp("onnx_run")
-    config = SFTConfig(output_dir=str(out / "trainer"), max_length=MAX_LEN, packing=False, completion_only_loss=True,
-                       use_cpu=True, bf16=False, gradient_checkpointing=False, report_to="none",
-                       per_device_train_batch_size=8, learning_rate=1e-2, max_steps=8, eval_strategy="no",
-                       save_strategy="no", seed=0, label_smoothing_factor=0.0, disable_tqdm=True)
-    trainer = VerdictTrainer(model, config, label_smoothing=0.0, train_dataset=data, processing_class=tokenizer)
-    trainer.train()
-    clf_dir = Classifier.save(trainer.model, tokenizer, out / "train" / "classifier", base_model=None,
+    model, tokenizer = train_tiny(texts, labels, "powershell", out, MAX_LEN, steps=8, tokenizer_texts=texts + HOSTILE)
+    clf_dir = Classifier.save(model, tokenizer, out / "train" / "classifier", base_model=None,
                               max_length=MAX_LEN, head_ratio=0.75)
     write_json(out / "evaluate" / THRESHOLD_FILE, {"threshold": 0.5})
     export_onnx(clf_dir)
@@ -189,11 +175,12 @@ def test_fast_path_imports_neither_torch_nor_transformers(run_dir, tmp_path):
     assert json.loads(done.stdout.splitlines()[0])["score"] is not None
 
 
-def test_constants_repeated_from_classifier_module_agree():
-    assert onnx_runtime.THRESHOLD_FILE == classifier_module.THRESHOLD_FILE
-    from pipeline.model.head import CLASSIFIER_FILE
+def test_the_fast_path_reads_the_same_layout_as_the_classifier_module():
+    """One torch-free layout module (run/rundir.py) names the files both paths look for."""
+    from pipeline.model import head
 
-    assert CLASSIFIER_FILE == "sgpipe_classifier.json"  # onnx_runtime._locate looks for it by name
+    assert onnx_runtime.THRESHOLD_FILE is classifier_module.THRESHOLD_FILE
+    assert onnx_runtime.CLASSIFIER_FILE is head.CLASSIFIER_FILE == "sgpipe_classifier.json"
 
 
 def test_train_stage_writes_a_current_onnx_graph_predict_picks_up(tmp_path, tiny_overrides):

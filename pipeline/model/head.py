@@ -24,8 +24,8 @@ from torch import nn
 
 from pipeline.model import prompt
 from pipeline.run.records import LABELS, write_json
+from pipeline.run.rundir import CLASSIFIER_FILE
 
-CLASSIFIER_FILE = "sgpipe_classifier.json"
 EXPORT_PROMPT_FILE = "sgpipe_prompt.json"
 
 

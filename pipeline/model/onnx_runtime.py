@@ -22,13 +22,10 @@ from typing import Sequence
 
 import numpy as np
 
+from pipeline.run.rundir import CLASSIFIER_FILE, THRESHOLD_FILE, RunDir
+
 ONNX_FILE = "classifier.onnx"
 SIDECAR_FILE = "classifier.onnx.json"  # prompt settings, pad id, digests of the classifier files and of the graph
-# The run layout and file names of classifier.py, repeated here because importing it imports torch (a test checks
-# they agree).
-RUN_CLASSIFIER_DIR = Path("train") / "classifier"
-RUN_THRESHOLD = Path("evaluate") / "threshold.json"
-THRESHOLD_FILE = "threshold.json"
 _NOT_WEIGHTS = {ONNX_FILE, SIDECAR_FILE, THRESHOLD_FILE}
 
 
@@ -118,9 +115,10 @@ class OnnxClassifier:
 def _locate(path: Path) -> tuple[Path, Path | None, Path] | None:
     """(directory holding the ONNX pair, classifier directory to check the digest against or None for an export,
     threshold file) for a run directory, a classifier directory or an ONNX export; None when it is none of these."""
-    if (path / RUN_CLASSIFIER_DIR).is_dir():
-        return path / RUN_CLASSIFIER_DIR, path / RUN_CLASSIFIER_DIR, path / RUN_THRESHOLD
-    if (path / "sgpipe_classifier.json").exists():
+    run = RunDir(path)
+    if run.classifier.is_dir():
+        return run.classifier, run.classifier, run.threshold
+    if (path / CLASSIFIER_FILE).exists():
         return path, path, path / THRESHOLD_FILE
     if (path / SIDECAR_FILE).exists():
         return path, None, path / THRESHOLD_FILE

@@ -16,6 +16,7 @@ from pipeline.run.runner import MANIFEST, STAGE_NAMES, read_manifest
 
 CONFIG_FILE = "config.yaml"  # the resolved config a sweep writes into each trial directory
 THRESHOLD_FILE = "threshold.json"  # written by evaluate (chosen on validation), copied by export
+CLASSIFIER_FILE = "sgpipe_classifier.json"  # marks a classifier folder: how to rebuild and score the model
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from pipeline.run.records import file_in_the_way
+
 try:
     import fcntl
 except ImportError:  # Windows
@@ -29,12 +31,10 @@ class RunDirError(RuntimeError):
 
 def check_run_dir(run_dir: Path) -> None:
     """A clear error for a --run-dir that exists but is not a folder (or sits under a file)."""
-    for path in (run_dir, *run_dir.parents):
-        if path.exists() and not path.is_dir():
-            raise RunDirError(f"run directory {run_dir}: {path} is a file, not a folder; give --run-dir a folder "
-                              "path (it is created when missing)")
-        if path.exists():
-            return
+    blocker = file_in_the_way(run_dir)
+    if blocker is not None:
+        raise RunDirError(f"run directory {run_dir}: {blocker} is a file, not a folder; give --run-dir a folder "
+                          "path (it is created when missing)")
 
 
 @contextmanager

@@ -104,6 +104,15 @@ def _umask() -> int:
     return mask
 
 
+def file_in_the_way(folder: Path) -> Path | None:
+    """The file that keeps `folder` from being, or becoming, a folder: `folder` itself or its nearest existing parent
+    when that is not a directory; None when the folder exists or can be created."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            return None if path.is_dir() else path
+    return None
+
+
 @contextmanager
 def atomic_write(path: str | Path, mode: str = "w"):
     """Write to a temporary file beside `path`, fsync, then rename: readers see the old file or the whole new one."""

@@ -25,7 +25,7 @@ import yaml
 
 from pipeline.evaluation import plots
 from ..config import nest
-from pipeline.run.records import LABELS, read_json, read_records, write_json
+from pipeline.run.records import LABELS, file_in_the_way, read_json, read_records, write_json
 from ..report.document import document
 from ..report.facts import (LIST_LIMIT, UPSTREAM, Inputs, headline_table, report_metrics, run_kind,
                             run_kind_sentences, worst)
@@ -88,12 +88,10 @@ def report_folder(base: str, name: str, run_dir: Path) -> Path:
     """<report.dir>/<run.name>/, or <run.name>-<8 hex digits of the run directory>/ when that folder holds the report
     of another run directory: two runs sharing a run.name never overwrite each other's report."""
     root = Path(base).resolve()
-    for path in (root, *root.parents):
-        if path.exists() and not path.is_dir():
-            raise StageError(f"report.dir {base}: {path} is a file, not a folder; set report.dir to a folder, e.g. "
-                             "--set report.dir=reports")
-        if path.exists():
-            break
+    blocker = file_in_the_way(root)
+    if blocker is not None:
+        raise StageError(f"report.dir {base}: {blocker} is a file, not a folder; set report.dir to a folder, e.g. "
+                         "--set report.dir=reports")
     owner = str(run_dir.resolve())
     folder = root / name
     marker = folder / OWNER_FILE

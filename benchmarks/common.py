@@ -138,18 +138,19 @@ class OtherCpuUse:
 
     def __enter__(self) -> "OtherCpuUse":
         self.cores: float | None = None
-        self._start = (time.perf_counter(), _busy_seconds(), _own_cpu_seconds())
+        self._start = (time.perf_counter(), busy_cpu_seconds(), _own_cpu_seconds())
         return self
 
     def __exit__(self, *exc) -> None:
-        wall, busy, own = time.perf_counter(), _busy_seconds(), _own_cpu_seconds()
+        wall, busy, own = time.perf_counter(), busy_cpu_seconds(), _own_cpu_seconds()
         if busy is not None and self._start[1] is not None:
             others = (busy - self._start[1]) - (own - self._start[2])
             self.cores = round(max(0.0, others) / (wall - self._start[0]), 2)
 
 
-def _busy_seconds() -> float | None:
-    """CPU seconds all processes spent busy since boot (Linux), None elsewhere."""
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds all processes spent busy since boot (Linux), None elsewhere: the difference over a span, less a
+    process's own CPU time, is what others used."""
     try:
         fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     except OSError:

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import load_config
-from pipeline.run.records import Record, read_records
+from pipeline.run.records import RecordWriter, read_records
 from pipeline.run.runner import STAGE_NAMES, StageError, run_pipeline, run_stage, statuses
 
 from .conftest import FAST_TRAINING, ROOT, TINY_CONFIG, TINY_INPUTS
@@ -34,12 +34,14 @@ CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "fa
              "PYTHONUNBUFFERED": "1"}  # unbuffered: what the child printed before its kill is not lost
 
 # point -> (stage during which calls are counted, function to wrap, does this call kill the process once it returns)
+# Every record a data stage writes, serialised or copied as read, goes through RecordWriter.write_line.
+WRITE_LINE = "pipeline.run.records:RecordWriter.write_line"
 KILL_POINTS = {
-    "ingest": ("ingest", "pipeline.run.records:Record.to_json", lambda n, args: n == 60),  # 60 of 190 records written
-    "dedup": ("dedup", "pipeline.run.records:Record.to_json", lambda n, args: n == 60),
-    "split": ("split", "pipeline.run.records:Record.to_json", lambda n, args: n == 60),  # inside train.jsonl (106)
-    "augment": ("augment", "pipeline.run.records:Record.to_json", lambda n, args: n == 60),
-    "balance": ("balance", "pipeline.run.records:Record.to_json", lambda n, args: n == 60),
+    "ingest": ("ingest", WRITE_LINE, lambda n, args: n == 60),  # 60 of 190 records written
+    "dedup": ("dedup", WRITE_LINE, lambda n, args: n == 60),
+    "split": ("split", WRITE_LINE, lambda n, args: n == 60),  # lines copied as dedup wrote them
+    "augment": ("augment", WRITE_LINE, lambda n, args: n == 60),
+    "balance": ("balance", WRITE_LINE, lambda n, args: n == 60),
     "train": ("train", "pipeline.model.trainer:VerdictTrainer.training_step", lambda n, args: n == 7),  # ckpt 4 saved
     "evaluate": ("evaluate", "pipeline.stages.evaluate:write_predictions", lambda n, args: n == 2),  # metrics not yet
     "report": ("report", "pipeline.stages.report:draw_plots", lambda n, args: n == 1),  # plots drawn, no html yet
@@ -167,15 +169,15 @@ def test_disk_full_fails_the_stage_clearly_and_keeps_earlier_outputs(tmp_path, t
     run_pipeline(cfg, tmp_path, until="augment", log=lambda m: None)
     before = {p.name: p.read_bytes() for p in (tmp_path / "split").iterdir()}
 
-    serialise, written = Record.to_json, []
+    write_line, written = RecordWriter.write_line, []
 
-    def fills_the_disk(record):  # every stage writes its records through to_json: the 11th finds the disk full
+    def fills_the_disk(writer, line):  # every stage writes its records through write_line: the 11th finds it full
         if len(written) == 10:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        written.append(record.id)
-        return serialise(record)
+        written.append(line)
+        return write_line(writer, line)
 
-    monkeypatch.setattr(Record, "to_json", fills_the_disk)
+    monkeypatch.setattr(RecordWriter, "write_line", fills_the_disk)
     with pytest.raises(StageError) as failed:
         run_stage(cfg, tmp_path, "split", log=lambda m: None)
     assert str(failed.value).startswith("split: the disk holding") and str(tmp_path.resolve()) in str(failed.value)

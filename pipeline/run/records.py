@@ -12,10 +12,10 @@ import re
 import tempfile
 import unicodedata
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Sequence
-from typing import Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -38,11 +38,58 @@ class Record:
         return LABELS.index(self.label)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        # The dict is built field by field, in the order `RecordHead.of_line` relies on; `dataclasses.asdict`
+        # deep-copied every record first, which cost more than the encoding itself.
+        return _ENCODER.encode({"id": self.id, "text": self.text, "label": self.label, "lang": self.lang,
+                                "source": self.source, "group": self.group, "parent_id": self.parent_id,
+                                "transforms": self.transforms})
 
     @classmethod
     def from_dict(cls, d: dict) -> "Record":
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False)  # made once: json.dumps with options builds one per call
+_DECODER = json.JSONDecoder()
+
+
+class RecordHead(NamedTuple):
+    """Every field of a record but its text: what a stage reads of records it assigns or counts and then copies
+    as they are (split, dedup's scan). The fields and defaults are Record's."""
+    id: str
+    label: str
+    lang: str = "unknown"
+    source: str = ""
+    group: str | None = None
+    parent_id: str | None = None
+    transforms: Sequence[str] = ()
+
+    @classmethod
+    def of_line(cls, line: bytes) -> "RecordHead":
+        """The head of one records-file line. Where the line is laid out as `Record.to_json` writes it, the text is
+        skipped, not decoded (most of a line; decoding it was most of split's and dedup's reading): it ends at the
+        first `, "label": ` after it, which cannot lie inside the text since a JSON string escapes every quote.
+        The id must be a text_id there (64 hex digits, no escapes). Any other layout is parsed whole."""
+        if _CANONICAL_START.match(line):
+            end = line.find(_AFTER_TEXT, _TEXT_START)
+            if end > 0:
+                try:
+                    tail = _DECODER.decode("{" + line[end + 2:].decode("utf-8"))
+                except ValueError:
+                    tail = None
+                if isinstance(tail, dict) and "id" not in tail and "text" not in tail:
+                    return cls._of(line[8:72].decode("ascii"), tail)
+        whole = _DECODER.decode(line.decode("utf-8"))
+        return cls._of(whole["id"], whole)
+
+    @classmethod
+    def _of(cls, record_id: str, fields: dict) -> "RecordHead":
+        return cls(record_id, **{k: fields[k] for k in cls._fields[1:] if k in fields})
+
+
+_CANONICAL_START = re.compile(rb'\{"id": "[0-9a-f]{64}", "text": "')
+_TEXT_START = len('{"id": "') + 64 + len('", "text": "')
+_AFTER_TEXT = b', "label": '
 
 
 def normalise(text: str) -> str:
@@ -70,21 +117,62 @@ def id_digest(record_id: str, where: str = "") -> bytes:
     return bytes.fromhex(record_id)
 
 
-def read_records(path: str | Path) -> Iterator[Record]:
-    with open(path, encoding="utf-8") as f:
+def record_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, line) of every record in a records file, blank lines skipped, each line ending in a newline:
+    the one way records files are read. A stage that keeps a record unchanged copies its line (`RecordWriter`)."""
+    offset = 0
+    with open(path, "rb") as f:
         for line in f:
             if line.strip():
-                yield Record.from_dict(json.loads(line))
+                yield offset, line if line.endswith(b"\n") else line + b"\n"
+            offset += len(line)
+
+
+def record_of_line(line: bytes) -> Record:
+    return Record.from_dict(_DECODER.decode(line.decode("utf-8")))
+
+
+def read_records(path: str | Path) -> Iterator[Record]:
+    for _, line in record_lines(path):
+        yield record_of_line(line)
+
+
+def scan_records(path: str | Path) -> Iterator[tuple[int, Record]]:
+    """(byte offset, record) for every line: stream a file once, come back to any record later by its offset."""
+    for offset, line in record_lines(path):
+        yield offset, record_of_line(line)
+
+
+class RecordWriter:
+    """The one way records reach disk: a record serialised (`write`) and a line copied as it was read (`write_line`,
+    for records a stage keeps unchanged) both end in `write_line`, one call per record."""
+
+    def __init__(self, file: BinaryIO):
+        self.file, self.written = file, 0
+
+    @classmethod
+    @contextmanager
+    def open(cls, path: str | Path) -> Iterator["RecordWriter"]:
+        """A writer to a new file at `path` (inside a stage's output folder, which the runner publishes whole)."""
+        with open(path, "wb") as f:
+            yield cls(f)
+
+    def write(self, record: Record) -> None:
+        self.write_line(record.to_json().encode("utf-8") + b"\n")
+
+    def write_line(self, line: bytes) -> None:
+        """Write one record's line as it is: a `to_json` line ending in a newline (see `record_lines`)."""
+        self.file.write(line)
+        self.written += 1
 
 
 def write_records(path: str | Path, records: Iterable[Record]) -> int:
     """Write records as JSON lines, atomically. Returns how many were written."""
-    n = 0
-    with atomic_write(path) as f:
+    with atomic_write(path, "wb") as f:
+        writer = RecordWriter(f)
         for r in records:
-            f.write(r.to_json() + "\n")
-            n += 1
-    return n
+            writer.write(r)
+    return writer.written
 
 
 def write_json(path: str | Path, obj) -> None:
@@ -148,25 +236,18 @@ class TextsOnDisk(Sequence):
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[k] for k in range(*i.indices(len(self)))]
-        return self.record(i).text
+        return _DECODER.decode(self.line(i).decode("utf-8"))["text"]
 
-    def record(self, i: int) -> Record:
+    def line(self, i: int) -> bytes:
+        """The i-th record's line as it is on disk, ending in a newline."""
         if self._file is None:
             self._file = open(self.path, "rb")
         self._file.seek(int(self.offsets[i]))
-        return Record.from_dict(json.loads(self._file.readline()))
+        line = self._file.readline()
+        return line if line.endswith(b"\n") else line + b"\n"
+
+    def record(self, i: int) -> Record:
+        return record_of_line(self.line(i))
 
     def __getstate__(self):  # picklable for worker processes: they reopen the file
         return {"path": self.path, "offsets": self.offsets, "_file": None}
-
-
-def scan_records(path: str | Path) -> Iterator[tuple[int, Record]]:
-    """(byte offset, record) for every line: stream a file once, come back to any record later by its offset."""
-    with open(path, "rb") as f:
-        while True:
-            offset = f.tell()
-            line = f.readline()
-            if not line:
-                return
-            if line.strip():
-                yield offset, Record.from_dict(json.loads(line))

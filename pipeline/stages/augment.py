@@ -30,7 +30,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from pipeline.run.records import Record, read_records, text_id
+from pipeline.run.records import Record, RecordWriter, read_records, text_id
 from pipeline.run.runner import StageContext
 from pipeline.neardup import cross_pairs
 from ..transforms import augment_text
@@ -193,9 +193,9 @@ def run(ctx: StageContext) -> dict:
     leaking = {p["train_id"] for p in pairs if p["variant"] and p["jaccard"] >= cfg.leakage_threshold}
     made = equalise(originals, [v for v in made if v.id not in leaking], seed)
     stats = _recount(made, stats)
-    with open(ctx.out / "train.jsonl", "w", encoding="utf-8") as f:
+    with RecordWriter.open(ctx.out / "train.jsonl") as out:
         for r in originals + made:
-            f.write(r.to_json() + "\n")
+            out.write(r)
     kept = {r.id for r in originals + made}
     with open(ctx.out / "leakage.jsonl", "w", encoding="utf-8") as f:
         for p in pairs:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.run.records import LABELS, Record, TextsOnDisk, id_digest, scan_records
+from pipeline.run.records import LABELS, Record, RecordHead, RecordWriter, TextsOnDisk, id_digest, record_lines
 from pipeline.run.runner import StageContext, StageError
 from pipeline.neardup import NearDuplicateIndex
 
@@ -34,9 +34,11 @@ class UniqueIds:
 
     @classmethod
     def scan(cls, path: Path) -> "UniqueIds":
-        """One streamed pass over `path`, holding 41 bytes a record (id digest, label, offset); texts stay on disk."""
+        """One streamed pass over `path`, holding 41 bytes a record (id digest, label, offset); texts stay on disk
+        (and are not even decoded: see `RecordHead.of_line`)."""
         digests, labels, offsets = bytearray(), bytearray(), array("q")
-        for offset, r in scan_records(path):
+        for offset, line in record_lines(path):
+            r = RecordHead.of_line(line)
             digests += id_digest(r.id, f"{path} at byte {offset}: ")
             labels.append(LABELS.index(r.label))
             offsets.append(offset)
@@ -88,7 +90,7 @@ def run(ctx: StageContext) -> dict:
         clustered[c] = True
 
     near_removed, conflicts, conflict_dropped, per_label = 0, 0, 0, Counter()
-    with open(ctx.out / "records.jsonl", "w", encoding="utf-8") as out, \
+    with RecordWriter.open(ctx.out / "records.jsonl") as out, \
          open(ctx.out / "clusters.jsonl", "w", encoding="utf-8") as cl, \
          open(ctx.out / "conflicts.jsonl", "w", encoding="utf-8") as cf:
         for k in range(len(unique)):
@@ -106,10 +108,10 @@ def run(ctx: StageContext) -> dict:
                 conflict_dropped += len(members)  # unique texts; their exact copies are in exact_duplicates
                 continue
             keep = min(members, key=lambda m: (ids.votes[m, LABELS.index(label)] == 0, m))  # m: in id order
-            rep = unique.record(keep)
-            if rep.label != label:  # majority policy: the kept text takes the cluster's label
-                rep = Record(**{**rep.__dict__, "label": label})
-            out.write(rep.to_json() + "\n")
+            if LABELS[ids.first_label[keep]] == label:  # kept as ingest wrote it: its line is copied
+                out.write_line(unique.line(keep))
+            else:  # majority policy: the kept text takes the cluster's label
+                out.write(Record(**{**unique.record(keep).__dict__, "label": label}))
             per_label[label] += 1
             near_removed += len(members) - 1
             if len(members) > 1:

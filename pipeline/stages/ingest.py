@@ -10,6 +10,7 @@ import os
 from collections import Counter
 
 from pipeline.inputs.readers import LostRowsError, ReaderLimits, Reject, iter_inputs
+from pipeline.run.records import RecordWriter
 from pipeline.run.runner import StageContext, StageError
 
 
@@ -17,7 +18,7 @@ def run(ctx: StageContext) -> dict:
     cfg = ctx.config.data.ingest
     accepted, rejected = Counter(), Counter()
     per_label, per_lang = Counter(), Counter()
-    with open(ctx.out / "records.jsonl", "w", encoding="utf-8") as good, \
+    with RecordWriter.open(ctx.out / "records.jsonl") as good, \
          open(ctx.out / "rejected.jsonl", "w", encoding="utf-8") as bad:
         try:
             for item in iter_inputs(cfg.inputs, ReaderLimits.from_config(cfg), labelled=True):
@@ -29,7 +30,7 @@ def run(ctx: StageContext) -> dict:
                 accepted["records"] += 1
                 per_label[item.label] += 1
                 per_lang[item.lang] += 1
-                good.write(item.to_json() + "\n")
+                good.write(item)
         except LostRowsError as e:
             raise StageError(f"ingest stopped rather than lose rows: {e}") from None
     n_rejected = sum(rejected.values())

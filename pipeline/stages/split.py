@@ -15,12 +15,13 @@ from __future__ import annotations
 import random
 from array import array
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
 
-from pipeline.run.records import Record, id_digest, read_records
+from pipeline.run.records import Record, RecordHead, RecordWriter, id_digest, record_lines
 from pipeline.run.runner import StageContext, StageError
 
 SPLITS = ("train", "val", "test")
@@ -38,7 +39,7 @@ class SplitKeys:
     id_rank: np.ndarray  # int64: the rank of the record's id among the distinct ids
 
     @classmethod
-    def read(cls, records: Iterable[Record], group_key: str) -> "SplitKeys":
+    def read(cls, records: Iterable[Record | RecordHead], group_key: str) -> "SplitKeys":
         """The columns of `records` (streamed). A record's group name is "<group_key>:<value>", or "id:<id>" when it
         has no value (group_key "none": always), so records without a group are groups of their own."""
         cell_of: dict[tuple[str, str], int] = {}
@@ -121,8 +122,8 @@ def assign(keys: SplitKeys, val_size: float, test_size: float, by_lang: bool, se
 def run(ctx: StageContext) -> dict:
     cfg = ctx.config.data.split
     source = ctx.input("dedup", "records.jsonl")
-    # Pass 1 assigns splits from the records' metadata only; pass 2 streams the texts into the split files.
-    keys = SplitKeys.read(read_records(source), cfg.group_key)
+    # Pass 1 assigns splits from the records' heads (texts skipped); pass 2 copies each line into its split's file.
+    keys = SplitKeys.read((RecordHead.of_line(line) for _, line in record_lines(source)), cfg.group_key)
     split = assign(keys, cfg.val_size, cfg.test_size, cfg.stratify_by_lang, ctx.config.run.seed)
     per_label = {name: keys.tally(split == k, 0) for k, name in enumerate(SPLITS)}
     overall = set().union(*per_label.values())
@@ -135,13 +136,10 @@ def run(ctx: StageContext) -> dict:
         if missing:
             raise StageError(f"the {name} split has no {'/'.join(sorted(missing))} script ({len(keys)} records in "
                              "all): add data, or lower data.split.val_size/test_size, or use data.split.group_key=none")
-    files = {name: open(ctx.out / f"{name}.jsonl", "w", encoding="utf-8") for name in SPLITS}
-    try:
-        for k, r in enumerate(read_records(source)):  # dedup's order, which is deterministic
-            files[SPLITS[split[k]]].write(r.to_json() + "\n")
-    finally:
-        for f in files.values():
-            f.close()
+    with ExitStack() as stack:
+        writers = [stack.enter_context(RecordWriter.open(ctx.out / f"{name}.jsonl")) for name in SPLITS]
+        for k, (_, line) in enumerate(record_lines(source)):  # dedup's order, which is deterministic
+            writers[split[k]].write_line(line)  # unchanged: the line dedup wrote is the one to_json would write
     sizes = np.bincount(split, minlength=len(SPLITS)).tolist()
     ctx.log("[split] " + ", ".join(f"{s} {n}" for s, n in zip(SPLITS, sizes)))
     return {"in": len(keys), **dict(zip(SPLITS, sizes)), "per_label": per_label,

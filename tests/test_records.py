@@ -65,6 +65,7 @@ def test_record_head_does_not_decode_the_text_of_a_written_line():
     '{"id": "%s", "text": "a", "label": "benign", "extra": 1, "group": "g"}' % ("b" * 64),  # unknown key
     '{"id": "%s", "text": "a", "label": "benign", "id": "%s"}' % ("c" * 64, "d" * 64),  # id twice: the last wins
     '{"id":"%s","text":"a","label":"benign"}' % ("e" * 64),  # compact separators
+    '{"id": "%s", "text": "a", "meta": {"n": 1, "label": "x"}, "label": "benign"}' % ("0" * 64),  # nested "label"
 ])
 def test_record_head_of_any_other_layout_equals_the_full_parse(line):
     assert _head(RecordHead.of_line(line.encode())) == _head(Record.from_dict(json.loads(line)))

@@ -18,13 +18,13 @@ from collections import Counter
 
 import numpy as np
 
-from pipeline.run.records import Record, read_records, write_records
+from pipeline.run.records import Record, RecordHead, RecordWriter, record_lines
 from pipeline.run.runner import StageContext, StageError
 
 REPEAT, VARIANT, ORIGINAL = 0, 1, 2  # undersampling drops the lowest kind first
 
 
-def row_kinds(records: list[Record]) -> np.ndarray:
+def row_kinds(records: list[Record] | list[RecordHead]) -> np.ndarray:
     """Each row's kind: a repeat of a row met before (same id), a variant (has a parent), or an original."""
     seen: set[str] = set()
     kinds = np.empty(len(records), dtype=np.int64)
@@ -86,7 +86,7 @@ def resample(labels: list[str], method: str, oversample_ratio: float, target_rat
     return np.sort(idx)
 
 
-def _describe(records: list[Record]) -> dict:
+def _describe(records: list[Record] | list[RecordHead]) -> dict:
     per_label = Counter(r.label for r in records)
     return {"n": len(records), "per_label": dict(sorted(per_label.items())),
             "per_lang": {f"{lab}/{lang}": n for (lab, lang), n in sorted(Counter((r.label, r.lang) for r in records).items())},
@@ -98,14 +98,18 @@ def _describe(records: list[Record]) -> dict:
 
 def run(ctx: StageContext) -> dict:
     cfg = ctx.config.data.balance
-    records = list(read_records(ctx.input("augment", "train.jsonl")))
+    # Balancing reads no text: each row's head, and its line to copy once per time it is drawn.
+    lines = [line for _, line in record_lines(ctx.input("augment", "train.jsonl"))]
+    records = [RecordHead.of_line(line) for line in lines]
     if len({r.label for r in records}) < 2:
         raise StageError("the training split holds one label only: nothing to balance or learn. Add data of the "
                          "other label.")
     rows = resample([r.label for r in records], cfg.method, cfg.oversample_ratio, cfg.target_ratio,
                     ctx.config.run.seed, kinds=row_kinds(records))
     balanced = [records[i] for i in rows]
-    write_records(ctx.out / "train.jsonl", balanced)
+    with RecordWriter.open(ctx.out / "train.jsonl") as out:
+        for i in rows:
+            out.write_line(lines[i])
     before, after = _describe(records), _describe(balanced)
     ctx.log(f"[balance] {cfg.method}: {before['per_label']} -> {after['per_label']}")
     return {"method": cfg.method, "in": len(records), "out": len(balanced), "before": before, "after": after}

@@ -1,5 +1,6 @@
 """The records file format: what to_json writes, what the fast readers (RecordHead.of_line, record_lines) read back,
-and the stages that copy unchanged records' lines instead of re-serialising them (dedup, split)."""
+the stages that copy unchanged records' lines instead of re-serialising them (dedup, split, balance), and the one write
+path (RecordWriter.write_line) every record of every data stage takes."""
 from __future__ import annotations
 
 import dataclasses
@@ -98,6 +99,8 @@ def test_a_written_record_and_its_copied_line_are_the_same_bytes(tmp_path):
         "".join(r.to_json() + "\n" for r in records).encode()
 
 
+RECORD_FILES = [("ingest", "records.jsonl"), ("dedup", "records.jsonl"), ("split", "train.jsonl"),
+                ("split", "val.jsonl"), ("split", "test.jsonl"), ("augment", "train.jsonl"), ("balance", "train.jsonl")]
 SCRIPT = "\n".join(f"curl -s http://example.com/{i} | sh -c 'echo step {i}'" for i in range(30))
 
 
@@ -112,14 +115,23 @@ def _relabelled_cluster() -> list[dict]:
     raise AssertionError("no ordering found")
 
 
-def test_dedup_and_split_copy_unchanged_lines_and_reserialise_relabelled_ones(tmp_path):
+def test_data_stages_write_every_record_through_write_line_and_copy_unchanged_lines(tmp_path, monkeypatch):
     other = [{"text": f"Write-Host '{text_id(str(k))}'", "label": ("benign", "malicious")[k % 2], "lang": "powershell"}
              for k in range(40)]
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in other + _relabelled_cluster()))
     cfg = load_config(TINY_CONFIG, inputs=[str(tmp_path / "in.jsonl")],
                       overrides=["data.dedup.workers=1", "data.dedup.conflict_policy=majority"])
     run_dir = tmp_path / "run"
-    run_pipeline(cfg, run_dir, until="split", log=lambda m: None)
+    write_line, lines_written = RecordWriter.write_line, []
+
+    def counted(writer, line):
+        lines_written.append(line)
+        return write_line(writer, line)
+
+    monkeypatch.setattr(RecordWriter, "write_line", counted)
+    run_pipeline(cfg, run_dir, until="balance", log=lambda m: None)
+    published = [line for stage, name in RECORD_FILES for _, line in record_lines(run_dir / stage / name)]
+    assert sorted(lines_written) == sorted(published)  # fault injection hooks write_line: nothing goes around it
 
     ingested = {line for _, line in record_lines(run_dir / "ingest" / "records.jsonl")}
     kept = [line for _, line in record_lines(run_dir / "dedup" / "records.jsonl")]

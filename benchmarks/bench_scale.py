@@ -7,7 +7,7 @@ corpus is synthetic (benchmarks/synthetic.py: code-like scripts in six languages
 near-duplicates), labelled at random with a fixed seed. For each size the split/dedup ratio (wall and CPU time, from
 the same run) is printed beside its goal: a split costs at most a third of a dedup. Run from the repository root:
 
-    python -m benchmarks.bench_scale --sizes 100000 --predict-files      # the split/dedup ratio at 100k (~2 min)
+    python -m benchmarks.bench_scale --sizes 100000 --predict-files      # the split/dedup ratio at 100k (~3 min)
     python -m benchmarks.bench_scale --sizes 100000 1000000          # the issue's 1M-script figure (~20 min)
     python -m benchmarks.bench_scale --sizes 20000 --predict-files 20000   # quick
 """

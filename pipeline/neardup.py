@@ -40,8 +40,11 @@ exact duplicates first (`records.text_id`).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
+import multiprocessing.pool
+import sys
 from array import array
 from collections import OrderedDict
 from functools import partial
@@ -148,8 +151,7 @@ class NearDuplicateIndex:
                 self.signatures_[start:start + len(part)] = part
 
         if min(self.workers, len(starts)) > 1:
-            # spawn, not fork: forking a process that already runs threads (torch, BLAS) can deadlock
-            with multiprocessing.get_context("spawn").Pool(min(self.workers, len(starts))) as pool:
+            with _spawn_pool(min(self.workers, len(starts))) as pool:
                 store(pool.imap(work, batches))
         else:
             store(map(work, batches))
@@ -158,7 +160,7 @@ class NearDuplicateIndex:
     def _band_runs(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Per LSH band: (members, starts, sizes): the texts that share the band with another, in runs of equal band
         values (runs ordered by band hash, texts in a run by index). Computed once, for `pairs` and `clusters`."""
-        if getattr(self, "runs_", None) is None:
+        if self.runs_ is None:
             ids = np.flatnonzero(self.signatures_[:, 0] != EMPTY)  # texts without shingles pair with nothing
             self.runs_ = [self._runs(ids, band) for band in range(self.bands)]
         return self.runs_
@@ -168,8 +170,8 @@ class NearDuplicateIndex:
         cols = slice(band * self.rows, (band + 1) * self.rows)
         # the band's columns copied out first: one pass over the signatures, not `rows` strided gathers
         block = self.signatures_[:, cols] if ids.size == len(self.signatures_) else self.signatures_[ids, cols]
-        block = np.ascontiguousarray(block).astype(np.uint64)
-        key = block[:, 0].copy()
+        block = np.ascontiguousarray(block)
+        key = block[:, 0].astype(np.uint64)
         for col in range(1, self.rows):
             key = minhash.mix(key)  # the same values in another order give another key
             key ^= block[:, col]
@@ -278,6 +280,28 @@ class NearDuplicateIndex:
             likely = self._likely(i, j)
             ids.update(dict.fromkeys(np.concatenate((i[likely], j[likely])).tolist()))
         return list(ids)
+
+
+@contextlib.contextmanager
+def _spawn_pool(workers: int) -> Iterator[multiprocessing.pool.Pool]:
+    """A pool of `workers` spawned processes that import only what the hashing needs.
+
+    Spawn, not fork: forking a process that already runs threads (torch, BLAS) can deadlock. A spawned process
+    re-runs the parent's __main__ module first (so that functions defined there can be unpickled), which costs the
+    imports of whatever started us (the CLI: ~0.35 s a worker, a benchmark: ~1 s) while the hashing function lives in
+    `pipeline.minhash` (numpy only). So the workers are started with __main__'s name and path hidden, then restored.
+    """
+    main = sys.modules["__main__"]
+    saved = {key: main.__dict__[key] for key in ("__spec__", "__file__") if key in main.__dict__}
+    main.__spec__ = None
+    main.__dict__.pop("__file__", None)
+    try:
+        pool = multiprocessing.get_context("spawn").Pool(workers)  # starts the workers now
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+    with pool:
+        yield pool
 
 
 class _ShingleCache:

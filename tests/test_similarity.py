@@ -3,6 +3,7 @@ import itertools
 import math
 import random
 import re
+import sys
 
 import numpy as np
 from hypothesis import given, settings
@@ -172,7 +173,10 @@ def test_signatures_do_not_depend_on_batch_or_position():
 def test_results_do_not_depend_on_workers_or_batch_size():
     texts, _ = corpus(seed=5)
     one = NearDuplicateIndex(workers=1, batch_size=len(texts)).fit(texts)
+    main = sys.modules["__main__"]
+    before = main.__dict__.get("__spec__"), main.__dict__.get("__file__")
     two = NearDuplicateIndex(workers=2, batch_size=7).fit(texts)  # 8 batches over a pool of 2 processes
+    assert (main.__dict__.get("__spec__"), main.__dict__.get("__file__")) == before  # hidden from workers, restored
     assert np.array_equal(one.signatures_, two.signatures_)
     assert one.pairs() == two.pairs()
     assert one.clusters() == two.clusters()

@@ -253,6 +253,20 @@ def signatures(texts: Sequence[str], ngram: int, num_perm: int, seed: int) -> np
     return sig
 
 
+_HELD: Sequence[str] = ()  # a worker process's texts (`hold_texts`), e.g. records.TextsOnDisk: read by index range
+
+
+def hold_texts(texts: Sequence[str]) -> None:
+    """Pool initializer: keep `texts` in this worker process, for `signatures_of_range`."""
+    global _HELD
+    _HELD = texts
+
+
+def signatures_of_range(bounds: tuple[int, int], ngram: int, num_perm: int, seed: int) -> np.ndarray:
+    """`signatures` of the held texts start..stop-1 (read here, in the worker)."""
+    return signatures(_HELD[bounds[0]:bounds[1]], ngram, num_perm, seed)
+
+
 def _densify(sig: np.ndarray, seed: int) -> None:
     """Fill the empty bins of each text that has a non-empty one, in place: bin j takes the value of the first
     non-empty bin in its probe order (`_probe_tables`), Shrivastava's optimal densification (2017).

@@ -55,6 +55,7 @@ import numpy as np
 from pipeline import minhash
 from pipeline.config import DedupConfig
 from pipeline.minhash import EMPTY, jaccard, jaccard_sorted, shingles, sorted_unique, tokenize  # noqa: F401 (re-exported)
+from pipeline.run.records import TextsOnDisk
 
 _DEDUP = DedupConfig()  # the schema's defaults: the one source of the threshold, n-gram size and permutations
 
@@ -136,13 +137,11 @@ class NearDuplicateIndex:
 
         Keeps `texts` by reference (pairs are verified on them: do not change it afterwards). With more than one
         worker and batch, the pool is started with "spawn", so a script calling this needs the usual
-        `if __name__ == "__main__":` guard.
+        `if __name__ == "__main__":` guard. Texts on disk (`records.TextsOnDisk`) are read by the workers themselves:
+        each gets the file's offsets once, then ranges of indices, so this process neither parses nor sends them.
         """
         starts = range(0, len(texts), self.batch_size)
-        # A generator: the pool's feeder thread reads a batch only when a worker is ready to take it, so a few
-        # batches of text are in memory at a time, not the corpus (texts may be on disk: `records.TextsOnDisk`).
-        batches = (texts[s:s + self.batch_size] for s in starts)
-        work = partial(minhash.signatures, ngram=self.ngram, num_perm=self.num_perm, seed=self.seed)
+        params = dict(ngram=self.ngram, num_perm=self.num_perm, seed=self.seed)
         self.texts_, self.runs_ = texts, None
         self.signatures_ = np.empty((len(texts), self.num_perm), dtype=np.uint32)
 
@@ -150,8 +149,18 @@ class NearDuplicateIndex:
             for start, part in zip(starts, parts):
                 self.signatures_[start:start + len(part)] = part
 
-        if min(self.workers, len(starts)) > 1:
-            with _spawn_pool(min(self.workers, len(starts))) as pool:
+        workers = min(self.workers, len(starts))
+        if workers > 1 and isinstance(texts, TextsOnDisk):
+            ranges = ((s, s + self.batch_size) for s in starts)
+            with _spawn_pool(workers, minhash.hold_texts, (texts,)) as pool:
+                store(pool.imap(partial(minhash.signatures_of_range, **params), ranges))
+            return self
+        # A generator: the pool's feeder thread takes a batch only as the pipe to the workers has room, so a few
+        # batches of text are in memory at a time, not the corpus.
+        batches = (texts[s:s + self.batch_size] for s in starts)
+        work = partial(minhash.signatures, **params)
+        if workers > 1:
+            with _spawn_pool(workers) as pool:
                 store(pool.imap(work, batches))
         else:
             store(map(work, batches))
@@ -283,7 +292,8 @@ class NearDuplicateIndex:
 
 
 @contextlib.contextmanager
-def _spawn_pool(workers: int) -> Iterator[multiprocessing.pool.Pool]:
+def _spawn_pool(workers: int, initializer: Callable | None = None,
+                initargs: tuple = ()) -> Iterator[multiprocessing.pool.Pool]:
     """A pool of `workers` spawned processes that import only what the hashing needs.
 
     Spawn, not fork: forking a process that already runs threads (torch, BLAS) can deadlock. A spawned process
@@ -296,7 +306,7 @@ def _spawn_pool(workers: int) -> Iterator[multiprocessing.pool.Pool]:
     main.__spec__ = None
     main.__dict__.pop("__file__", None)
     try:
-        pool = multiprocessing.get_context("spawn").Pool(workers)  # starts the workers now
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer, initargs)  # starts the workers now
     finally:
         main.__dict__.pop("__spec__", None)
         main.__dict__.update(saved)

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.minhash import EMPTY, _densify, _probe_tables, shingle_arrays, signatures
+from pipeline.run.records import Record, TextsOnDisk
 from pipeline.neardup import NearDuplicateIndex, UnionFind, _join_run, cross_pairs, jaccard, lsh_params, shingles, tokenize
 
 WORDS = "alpha beta gamma delta path file temp data user key value send load save shell exec host port list".split()
@@ -170,16 +171,24 @@ def test_signatures_do_not_depend_on_batch_or_position():
     assert np.array_equal(mixed[0], mixed[3])
 
 
-def test_results_do_not_depend_on_workers_or_batch_size():
+def test_results_do_not_depend_on_workers_or_batch_size(tmp_path):
     texts, _ = corpus(seed=5)
     one = NearDuplicateIndex(workers=1, batch_size=len(texts)).fit(texts)
     main = sys.modules["__main__"]
     before = main.__dict__.get("__spec__"), main.__dict__.get("__file__")
     two = NearDuplicateIndex(workers=2, batch_size=7).fit(texts)  # 8 batches over a pool of 2 processes
     assert (main.__dict__.get("__spec__"), main.__dict__.get("__file__")) == before  # hidden from workers, restored
-    assert np.array_equal(one.signatures_, two.signatures_)
-    assert one.pairs() == two.pairs()
-    assert one.clusters() == two.clusters()
+    path = tmp_path / "records.jsonl"  # texts on disk: the workers read their own batches
+    offsets = []
+    with open(path, "w", encoding="utf-8") as f:
+        for k, text in enumerate(texts):
+            offsets.append(f.tell())
+            f.write(Record(id=str(k), text=text, label="benign").to_json() + "\n")
+    disk = NearDuplicateIndex(workers=2, batch_size=9).fit(TextsOnDisk(path, offsets))
+    for other in (two, disk):
+        assert np.array_equal(one.signatures_, other.signatures_)
+        assert one.pairs() == other.pairs()
+        assert one.clusters() == other.clusters()
 
 
 def test_clusters_are_transitive():

@@ -101,6 +101,16 @@ class UnionFind:
         self.size[ri] += self.size[rj]
         return True
 
+    def roots(self, items: np.ndarray) -> np.ndarray:
+        """`find` of every item at once (numpy pointer jumping; union by size keeps the trees O(log n) deep)."""
+        parent = np.frombuffer(self.parent, dtype=np.int64)
+        roots = parent[items]
+        while True:
+            up = parent[roots]
+            if np.array_equal(up, roots):
+                return roots
+            roots = up
+
     def groups(self, min_size: int = 1) -> list[list[int]]:
         """The sets with at least `min_size` members, each sorted, ordered by their smallest member."""
         members: dict[int, list[int]] = {}
@@ -259,8 +269,11 @@ class NearDuplicateIndex:
 
         uf = UnionFind(len(sig))
         for members, starts, sizes in self._band_runs():  # one band at a time: a pair joined in one is skipped after
-            runs = [members[s:s + k].tolist() for s, k in zip(starts.tolist(), sizes.tolist())]
-            runs = [run for run in runs if len({uf.find(x) for x in run}) > 1]  # one group already: nothing to do
+            if not starts.size:
+                continue
+            roots = uf.roots(members)  # runs whose texts are one group already need nothing (most, after a few bands)
+            split = np.minimum.reduceat(roots, starts) != np.maximum.reduceat(roots, starts)
+            runs = [members[s:s + k].tolist() for s, k in zip(starts[split].tolist(), sizes[split].tolist())]
             for chunk in _chunks(runs, _PAIRS_AT_ONCE):
                 # Hash the texts this chunk will likely verify in one call (a call per pair costs ~0.5 ms of numpy
                 # overhead); at most _PAIRS_AT_ONCE texts, so they stay in the cache while the chunk is joined.
@@ -333,7 +346,7 @@ class _ShingleCache:
         missing = [i for i in wanted if i not in self._arrays]
         hashed = minhash.shingle_arrays((self.texts[i] for i in missing), self.ngram) if missing else []
         for i, arr in zip(missing, hashed):
-            self._arrays[i] = arr = arr.copy()  # a copy: the array is a view that would keep its whole batch alive
+            self._arrays[i] = arr  # its own array (`sorted_unique` returns a new one), not a view of its batch's
             self._bytes += arr.nbytes
         for i in wanted:
             wanted[i] = self._arrays[i]

@@ -252,6 +252,14 @@ def test_union_find():
     assert not uf.union(5, 4)
     assert uf.groups() == [[0, 2], [1, 4, 5], [3]]
     assert uf.groups(min_size=2) == [[0, 2], [1, 4, 5]]
+    assert uf.roots(np.array([5, 3, 2, 4, 1, 0])).tolist() == [uf.find(i) for i in (5, 3, 2, 4, 1, 0)]
+    chain = UnionFind(64)  # deeper trees: roots follows parents until none moves
+    for i in range(0, 64, 2):
+        chain.union(i, i + 1)
+    for step in (2, 4, 8, 16, 32):
+        for i in range(0, 64, 2 * step):
+            chain.union(i + step, i)
+    assert chain.roots(np.arange(64)).tolist() == [chain.find(i) for i in range(64)] == [chain.find(0)] * 64
 
 
 def test_cross_pairs_reports_only_pairs_across_the_two_lists():

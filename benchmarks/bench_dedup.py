@@ -270,24 +270,34 @@ def index_on_disk(path: str, threshold: float, workers: int) -> dict:
 
 
 def run_on_disk(n: int, args: argparse.Namespace) -> dict:
-    """--disk-sizes: the corpus as a records file, indexed once in a fresh process over `TextsOnDisk`."""
-    folder = tempfile.mkdtemp(prefix="bench-dedup-")
-    path = os.path.join(folder, f"corpus-{n}.jsonl")
+    """--disk-sizes: the corpus as a records file, indexed once in a fresh process over `TextsOnDisk`. With
+    --corpus-dir the file and its planted pairs are kept there and reused by the next run (generating 1M takes long)."""
+    folder = args.corpus_dir or tempfile.mkdtemp(prefix="bench-dedup-")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"corpus-{n}-seed{args.seed}.jsonl")
+    planted_path = path + ".planted.json"
     try:
         t = time.perf_counter()
-        planted = write_disk_corpus(n, path, args.seed)
+        if os.path.exists(planted_path):  # written after the records file is complete
+            with open(planted_path, encoding="utf-8") as f:
+                planted = Corpus([], [], **{k: [tuple(p) for p in v] for k, v in json.load(f).items()})
+        else:
+            planted = write_disk_corpus(n, path, args.seed)
+            if args.corpus_dir:
+                write_json(planted_path, {k: getattr(planted, k) for k in ("positives", "edges", "negatives")})
         generate_s = time.perf_counter() - t
         megabytes = os.path.getsize(path) / 1e6
         result = in_fresh_process(index_on_disk, path, args.threshold, args.workers)
         pairs = result.pop("pairs")
         texts = TextsOnDisk(path, line_offsets(path))
-        return {"scripts": n, "records_file_mb": round(megabytes, 1), "generate_s": round(generate_s, 1),
+        return {"scripts": n, "records_file_mb": round(megabytes, 1), "generate_or_load_s": round(generate_s, 1),
                 "texts": "on disk (records.TextsOnDisk), as the dedup stage reads them", **result,
                 "scripts_per_s": round(n / result["seconds"]), **quality(texts, planted, pairs, args.threshold)}
     finally:
-        if os.path.exists(path):
-            os.remove(path)
-        os.rmdir(folder)
+        if not args.corpus_dir:
+            if os.path.exists(path):
+                os.remove(path)
+            os.rmdir(folder)
 
 
 def print_table(results: list[dict], base_rate: float) -> None:
@@ -296,8 +306,8 @@ def print_table(results: list[dict], base_rate: float) -> None:
             f"{'misses rep.':>11} {'load 1/5/15':>15} {'others':>6}")
     print(head)
     for r in results:
-        goal_s = GOAL_50K_S if r["scripts"] <= 50_000 else GOAL_1M_S
-        goal_mb = GOAL_1M_MB if "texts" in r else "-"
+        goal_s = {50_000: GOAL_50K_S, 1_000_000: GOAL_1M_S}.get(r["scripts"], "-")
+        goal_mb = GOAL_1M_MB if r["scripts"] == 1_000_000 else "-"
         print(f"{r['scripts']:>8} {r['fit_s']:>6} {r['pairs_s']:>7} {r['clusters_s']:>7} {r['seconds']:>7} "
               f"{goal_s:>6} {r['cpu_s']:>6} {r['scripts'] / base_rate:>12.0f} {r['peak_rss_mb']:>7} {goal_mb:>7} "
               f"{r['recall']:>6} {r['recall_edges']:>6} {r['precision']:>9} {r['near_misses_reported']:>11} "
@@ -311,6 +321,8 @@ def main() -> None:
     parser.add_argument("--disk-sizes", type=int, nargs="*", default=[],
                         help="corpus sizes written to a records file and indexed over TextsOnDisk, once each "
                              "(1000000: ~2.3 GB of disk while it runs, ~10 minutes)")
+    parser.add_argument("--corpus-dir", default=None,
+                        help="keep the --disk-sizes records files here and reuse them on the next run")
     parser.add_argument("--out", default="benchmarks/results/dedup.json")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threshold", type=float, default=0.85)

@@ -1,6 +1,6 @@
 """Benchmark near-duplicate detection (`pipeline.neardup`) on synthetic scripts with planted pairs.
 
-    python -m benchmarks.bench_dedup [--sizes 10000 20000 50000] [--disk-sizes 1000000] [--out benchmarks/results/dedup.json]
+    python -m benchmarks.bench_dedup [--sizes 10000 20000 50000] [--disk-sizes 1000000] [--out FILE.json]
 
 For each of --sizes (texts in memory; best of --repeat runs, as the CPUs are shared): seconds of fit, pairs (all
 verified pairs) and clusters, wall and CPU (this process and its worker processes), beside the goal (fit + pairs +

@@ -11,8 +11,9 @@ this module (importing the config schema as well cost ~0.8 s per worker).
    (Li, Owen, Zhang 2012; Shrivastava 2017): one more 64-bit mix of each shingle hash (keyed by `seed`); its top 32
    bits choose one of `num_perm` bins, its low 32 bits are the value, and each bin keeps the minimum value that falls
    in it. An empty bin j then takes the value of the first non-empty bin in a fixed random order of the bins that is
-   its own (`_probe_ranks`), the same order for every text. Cost: O(shingles + num_perm) per text, where classic
-   MinHash computes num_perm hashes of every shingle.
+   its own (`_probe_tables`), the same order for every text. Cost per text: one hash and one minimum per shingle,
+   where classic MinHash computes num_perm hashes of every shingle, plus (num_perm - m) * m steps to fill the empty
+   bins of a text with m non-empty ones (at most num_perm^2 / 4; none for most texts of over ~1,000 shingles).
    Why two signatures agree at a position with probability equal to the Jaccard similarity J of the two sets: let b*
    be the first bin, in position j's order (j itself first), that is non-empty for the union U of the two sets, and
    u the element of U with the smallest value in b*. Every earlier bin is empty for both sets, so both take their
@@ -20,7 +21,8 @@ this module (importing the config schema as well cost ~0.8 s per worker).
    larger or comes from another bin (equal only by a 2^-32 coincidence). By symmetry u is a uniform draw from U, so
    P(agree) = |A & B| / |A | B| = J. Positions are not independent draws as with num_perm permutations (bins split
    one random partition, and bins borrow from the same donors), but the tests measure the agreement rate's mean and
-   spread over many seeds, for large sets and for sets smaller than num_perm, against J and J(1 - J) / num_perm.
+   spread over many seeds, for large sets and for sets smaller than num_perm, against J and sqrt(J(1 - J) / num_perm)
+   (classic MinHash's), and the rate at which a band of positions agrees against J^rows.
 
 Determinism: hashing uses fixed constants and `seed` only (never Python's salted `hash`), and a text's shingles and
 signature do not depend on which other texts share its buffer or batch.

@@ -12,27 +12,29 @@ Two scripts are near-duplicates when the Jaccard similarity of their sets of tok
    seeds, that a pair's band agreement rate matches J^rows). At the default 0.85 and 128 values: 21 bands of 6 rows,
    P(miss) = (1 - 0.85^6)^21 = 4.8e-5 at J = 0.85, 1.2e-7 at 0.9; a pair at J = 0.5 becomes a candidate with
    probability 0.28, at 0.3 with 0.015;
-3. candidates whose signatures agree at far fewer positions than `threshold` (4 standard deviations below: 0.724 at
-   the defaults, which a pair at exactly the threshold falls under with probability ~3e-5) are dropped cheaply, and
-   every remaining pair is verified with the exact Jaccard similarity of its 64-bit shingle sets (`shingles`). 32 bits
-   would not do: a script shorter than the n-gram size has one shingle, so a single hash collision reads as Jaccard
-   1.0, and among 100,000 distinct `echo N` scripts a few pairs collide in 32 bits. In 64 bits, two distinct shingles
-   collide with probability 2^-64: for single-shingle scripts, about n^2 / 2^65 for n of them (3e-8 at n =
+3. candidates whose signatures agree at far fewer positions than `threshold` are dropped cheaply: below 5 classic
+   MinHash standard deviations under it (sqrt(J(1 - J) / num_perm): 0.692 at the defaults). One-permutation
+   signatures spread 1.0-1.2x as much (measured by the tests), so that is at least 4.2 of their own deviations: a
+   pair at exactly the threshold falls under it with probability ~1.5e-5. Every remaining pair is verified with the
+   exact Jaccard similarity of its 64-bit shingle sets (`shingles`). The signatures' 32-bit values would not do: a
+   script shorter than the n-gram size has one shingle, so two such scripts have equal signatures when their values
+   collide (among 300,000 distinct `echo N` scripts about ten pairs do: 300,000^2 / 2^33). In 64 bits, two distinct
+   shingles collide with probability 2^-64: for single-shingle scripts, about n^2 / 2^65 for n of them (3e-8 at n =
    1,000,000), and no higher for longer scripts, whose Jaccard one collision moves by less than 1/size. Every reported
-   pair therefore is >= `threshold` up to those odds (precision 1.0); recall misses a pair at or above the threshold
-   with probability below 1e-4 (LSH and pre-filter together).
+   pair therefore is >= `threshold` up to those odds (precision 1.0), and a pair at or above the threshold is missed
+   with probability below 1e-4 (LSH and pre-filter together: 6.3e-5 at exactly 0.85, far less above it).
 
 Determinism: a script's signature does not depend on which other scripts share its batch (`minhash`), so results are
 the same for any `workers`/`batch_size`.
 
 Memory: `NearDuplicateIndex` keeps one signature per script (`num_perm` x 4 bytes: 512 B at 128) and a reference to the
-texts it was fitted on; `fit` reads the texts one batch at a time, as the worker processes take them. LSH bands are
-built one at a time (about 40 bytes per script while one is sorted); the runs of texts sharing a band value are kept
-(8 bytes per member: only texts that share a band with another), so `pairs` and `clusters` do not recompute them.
-Union-find takes 16 bytes per script, and pairs that fail verification are remembered (they meet again in other
-bands: a few bytes per script). Shingle sets (8 bytes per distinct shingle, about 8 bytes per token) are recomputed
-while `pairs`/`clusters` verify candidates, only for texts whose signatures pass the pre-filter, and kept in a cache of
-at most _CACHE_BYTES.
+texts it was fitted on; `fit` reads the texts one batch at a time, as the worker processes take them (texts on disk,
+`records.TextsOnDisk`, are read by the workers themselves). LSH bands are built one at a time (about 40 bytes per
+script while one is sorted); the runs of texts sharing a band value are kept (8 bytes per member: only texts that
+share a band with another), so `pairs` and `clusters` do not recompute them. Union-find takes 16 bytes per script,
+and pairs that fail verification are remembered (they meet again in other bands: a few bytes per script). Shingle
+sets (8 bytes per distinct shingle, about 8 bytes per token) are recomputed while `pairs`/`clusters` verify
+candidates, only for texts whose signatures pass the pre-filter, and kept in a cache of at most _CACHE_BYTES.
 
 Cost: `fit` is linear in the amount of text. `pairs` verifies every candidate pair, so a family of m near-identical
 scripts costs m(m-1)/2 verifications (m = 2,000: 2 million pairs, ~25 s); `clusters` needs about m (0.2 s). Remove
@@ -54,7 +56,7 @@ import numpy as np
 
 from pipeline import minhash
 from pipeline.config import DedupConfig
-from pipeline.minhash import EMPTY, jaccard, jaccard_sorted, shingles, sorted_unique, tokenize  # noqa: F401 (re-exported)
+from pipeline.minhash import EMPTY, jaccard, jaccard_sorted, shingles, sorted_unique, tokenize  # noqa: F401 (re-export)
 from pipeline.run.records import TextsOnDisk
 
 _DEDUP = DedupConfig()  # the schema's defaults: the one source of the threshold, n-gram size and permutations

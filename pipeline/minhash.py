@@ -269,6 +269,12 @@ def signatures_of_range(bounds: tuple[int, int], ngram: int, num_perm: int, seed
     return signatures(_HELD[bounds[0]:bounds[1]], ngram, num_perm, seed)
 
 
+def shingle_arrays_task(task: tuple[list[int], list[str] | None, int]) -> list[np.ndarray]:
+    """`shingle_arrays` in a worker process: (ids, their texts or None to read the held ones, ngram)."""
+    ids, texts, ngram = task
+    return shingle_arrays(texts if texts is not None else (_HELD[i] for i in ids), ngram)
+
+
 def _densify(sig: np.ndarray, seed: int) -> None:
     """Fill the empty bins of each text that has a non-empty one, in place: bin j takes the value of the first
     non-empty bin in its probe order (`_probe_tables`), Shrivastava's optimal densification (2017).

@@ -36,7 +36,9 @@ and pairs that fail verification are remembered (they meet again in other bands:
 sets (8 bytes per distinct shingle, about 8 bytes per token) are recomputed while `pairs`/`clusters` verify
 candidates, only for texts whose signatures pass the pre-filter, and kept in a cache of at most _CACHE_BYTES.
 
-Cost: `fit` is linear in the amount of text. `pairs` verifies every candidate pair, so a family of m near-identical
+Cost: `fit` is linear in the amount of text, hashed over `workers` processes. Verification reads and hashes the
+candidates' texts again (`_ShingleCache`), over the worker processes too once a call has hashed _POOL_AFTER texts
+(a large corpus: starting them costs ~0.5 s). `pairs` verifies every candidate pair, so a family of m near-identical
 scripts costs m(m-1)/2 verifications (m = 2,000: 2 million pairs, ~25 s); `clusters` needs about m (0.2 s). Remove
 exact duplicates first (`records.text_id`).
 """
@@ -66,6 +68,7 @@ _SIGMAS = 5.0  # signature pre-filter: drop candidates whose estimate is this ma
 _CACHE_BYTES = 8 << 20  # shingle arrays kept for reuse while verifying (~4,000 scripts of 2 KB)
 _PAIRS_AT_ONCE = 1024  # `pairs`/`clusters` verify candidates in chunks: their texts are read and hashed together
 _SMALL_RUN = 16  # `clusters`: runs up to this long have their pairs pre-filtered before their texts are hashed
+_POOL_AFTER = 20_000  # texts verification hashes in this process before it starts worker processes for the rest
 
 
 def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
@@ -239,15 +242,15 @@ class NearDuplicateIndex:
         i, j = codes // n, codes % n
         likely = self._likely(i, j)
         i, j = i[likely].tolist(), j[likely].tolist()
-        cache = _ShingleCache(self.texts_, self.ngram)
         out = []
-        for s in range(0, len(i), _PAIRS_AT_ONCE):
-            first, second = i[s:s + _PAIRS_AT_ONCE], j[s:s + _PAIRS_AT_ONCE]
-            sets = cache.get(first + second)
-            for a, b in zip(first, second):
-                sim = jaccard_sorted(sets[a], sets[b])
-                if sim >= self.threshold:
-                    out.append((a, b, sim))
+        with _ShingleCache(self.texts_, self.ngram, self.workers) as cache:
+            for s in range(0, len(i), _PAIRS_AT_ONCE):
+                first, second = i[s:s + _PAIRS_AT_ONCE], j[s:s + _PAIRS_AT_ONCE]
+                sets = cache.get(first + second)
+                for a, b in zip(first, second):
+                    sim = jaccard_sorted(sets[a], sets[b])
+                    if sim >= self.threshold:
+                        out.append((a, b, sim))
         return out
 
     def clusters(self) -> list[list[int]]:
@@ -257,31 +260,32 @@ class NearDuplicateIndex:
         without verifying every pair: within a run of texts sharing a band, a text is compared with the texts of each
         other group only until one matches. A family of m near-identical texts costs about m verifications, not m^2/2.
         """
-        sig, cache = self.signatures_, _ShingleCache(self.texts_, self.ngram)
+        sig = self.signatures_
         apart: set[tuple[int, int]] = set()  # verified, not near (x < y: runs are in index order), for later bands
-
-        def near(x: int, y: int) -> bool:
-            if (x, y) in apart or (sig[x] == sig[y]).mean() < self._floor:
-                return False  # most chance candidates stop here, before their texts are read
-            sets = cache.get((x, y))
-            if jaccard_sorted(sets[x], sets[y]) >= self.threshold:
-                return True
-            apart.add((x, y))
-            return False
-
         uf = UnionFind(len(sig))
-        for members, starts, sizes in self._band_runs():  # one band at a time: a pair joined in one is skipped after
-            if not starts.size:
-                continue
-            roots = uf.roots(members)  # runs whose texts are one group already need nothing (most, after a few bands)
-            split = np.minimum.reduceat(roots, starts) != np.maximum.reduceat(roots, starts)
-            runs = [members[s:s + k].tolist() for s, k in zip(starts[split].tolist(), sizes[split].tolist())]
-            for chunk in _chunks(runs, _PAIRS_AT_ONCE):
-                # Hash the texts this chunk will likely verify in one call (a call per pair costs ~0.5 ms of numpy
-                # overhead); at most _PAIRS_AT_ONCE texts, so they stay in the cache while the chunk is joined.
-                cache.get(self._likely_verified(chunk, uf, apart))
-                for run in chunk:
-                    _join_run(run, uf, near)
+        with _ShingleCache(self.texts_, self.ngram, self.workers) as cache:
+
+            def near(x: int, y: int) -> bool:
+                if (x, y) in apart or (sig[x] == sig[y]).mean() < self._floor:
+                    return False  # most chance candidates stop here, before their texts are read
+                sets = cache.get((x, y))
+                if jaccard_sorted(sets[x], sets[y]) >= self.threshold:
+                    return True
+                apart.add((x, y))
+                return False
+
+            for members, starts, sizes in self._band_runs():  # a band at a time: a pair joined in one is skipped after
+                if not starts.size:
+                    continue
+                roots = uf.roots(members)  # runs already one group need nothing (most, after a few bands)
+                split = np.minimum.reduceat(roots, starts) != np.maximum.reduceat(roots, starts)
+                runs = [members[s:s + k].tolist() for s, k in zip(starts[split].tolist(), sizes[split].tolist())]
+                for chunk in _chunks(runs, _PAIRS_AT_ONCE):
+                    # Hash the texts this chunk will likely verify in one call (a call per pair costs ~0.5 ms of numpy
+                    # overhead); at most _PAIRS_AT_ONCE texts, so they stay in the cache while the chunk is joined.
+                    cache.get(self._likely_verified(chunk, uf, apart))
+                    for run in chunk:
+                        _join_run(run, uf, near)
         return uf.groups(min_size=2)
 
     def _likely_verified(self, runs: list[list[int]], uf: UnionFind, apart: set[tuple[int, int]]) -> list[int]:
@@ -334,20 +338,29 @@ class _ShingleCache:
 
     Verification needs the sets of the candidates only, and most of them once (a pair verified in one band is joined
     or remembered as apart before the next), so a small cache serves the reuse (a text compared with several others
-    in a row) without holding a set per candidate.
+    in a row) without holding a set per candidate. Once it has hashed _POOL_AFTER texts (about 1.5 s of work: a large
+    corpus), it hashes the rest over `workers` spawned processes (over `records.TextsOnDisk`, they read the texts too);
+    use it in a `with` block, which ends them.
     """
 
-    def __init__(self, texts: Sequence[str], ngram: int, budget: int = _CACHE_BYTES):
-        self.texts, self.ngram, self.budget = texts, ngram, budget
+    def __init__(self, texts: Sequence[str], ngram: int, workers: int = 1, budget: int = _CACHE_BYTES):
+        self.texts, self.ngram, self.workers, self.budget = texts, ngram, workers, budget
         self._arrays: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._bytes = 0
+        self._bytes = self._hashed = 0
+        self._stack = contextlib.ExitStack()
+        self._pool: multiprocessing.pool.Pool | None = None
+
+    def __enter__(self) -> "_ShingleCache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
 
     def get(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
         """The shingle arrays of texts `ids`; those not cached are read and hashed together."""
         wanted = dict.fromkeys(ids)
         missing = [i for i in wanted if i not in self._arrays]
-        hashed = minhash.shingle_arrays((self.texts[i] for i in missing), self.ngram) if missing else []
-        for i, arr in zip(missing, hashed):
+        for i, arr in zip(missing, self._hash(missing)):
             self._arrays[i] = arr  # its own array (`sorted_unique` returns a new one), not a view of its batch's
             self._bytes += arr.nbytes
         for i in wanted:
@@ -356,6 +369,23 @@ class _ShingleCache:
         while self._bytes > self.budget:
             self._bytes -= self._arrays.popitem(last=False)[1].nbytes
         return wanted
+
+    def _hash(self, ids: list[int]) -> list[np.ndarray]:
+        if self._pool is None and self.workers > 1 and self._hashed >= _POOL_AFTER:
+            on_disk = isinstance(self.texts, TextsOnDisk)
+            held = (minhash.hold_texts, (self.texts,)) if on_disk else ()
+            self._pool = self._stack.enter_context(_spawn_pool(self.workers, *held))
+        self._hashed += len(ids)
+        if self._pool is None or len(ids) < 2 * self.workers:
+            return minhash.shingle_arrays((self.texts[i] for i in ids), self.ngram) if ids else []
+        parts = [ids[k::self.workers] for k in range(self.workers)]  # interleaved: even when sorted by length
+        if isinstance(self.texts, TextsOnDisk):  # the workers hold the texts: send indices
+            tasks = [(part, None, self.ngram) for part in parts]
+        else:
+            tasks = [(part, [self.texts[i] for i in part], self.ngram) for part in parts]
+        hashed = dict(zip((i for part in parts for i in part),
+                          (arr for arrays in self._pool.map(minhash.shingle_arrays_task, tasks) for arr in arrays)))
+        return [hashed[i] for i in ids]
 
 
 def _chunks(runs: list[list[int]], texts: int) -> Iterator[list[list[int]]]:

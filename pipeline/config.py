@@ -91,7 +91,9 @@ class DedupConfig(Section):
                           "0.85 keeps diversity high while catching one-line edits.",
                           ge=0.5, le=1.0)
     ngram_size: int = _f(5, "Tokens per shingle.", ge=1, le=20)
-    num_perm: int = _f(128, "MinHash permutations: more gives better recall of candidates, slower.", ge=16, le=1024)
+    num_perm: int = _f(128, "MinHash signature length (bins of one-permutation MinHash): longer signatures drop more "
+                       "non-duplicates before exact verification, at the same recall; 4 bytes per script each.",
+                       ge=16, le=1024)
     conflict_policy: Literal["drop", "majority"] = _f(
         "drop", "A near-duplicate cluster holding both labels: drop it whole, or keep the majority label "
         "(ties are dropped).")

@@ -3,12 +3,15 @@ import itertools
 import math
 import random
 import re
+import sys
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.neardup import NearDuplicateIndex, UnionFind, _join_run, _shingle_arrays, _signatures, cross_pairs, jaccard, lsh_params, shingles, tokenize
+from pipeline.minhash import EMPTY, _densify, _probe_tables, shingle_arrays, signatures
+from pipeline.run.records import Record, TextsOnDisk
+from pipeline.neardup import NearDuplicateIndex, UnionFind, _join_run, cross_pairs, jaccard, lsh_params, shingles, tokenize
 
 WORDS = "alpha beta gamma delta path file temp data user key value send load save shell exec host port list".split()
 
@@ -57,23 +60,24 @@ def test_tokenize_matches_the_documented_regex(text):
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.text(), min_size=1, max_size=4), st.integers(1, 6))
-def test_shingles_of_a_text_do_not_depend_on_its_batch(texts, ngram):
-    for wide in (False, True):
-        together = _shingle_arrays(texts, ngram, wide)
-        for text, arr in zip(texts, together):
-            assert np.array_equal(arr, _shingle_arrays([text], ngram, wide)[0])
-            if wide:
-                assert set(arr.tolist()) == shingles(text, ngram)
-            else:  # the 32-bit MinHash values are the top halves of the 64-bit verification hashes
-                assert set(arr.tolist()) == {h >> 32 for h in shingles(text, ngram)}
+def test_shingles_and_signatures_of_a_text_do_not_depend_on_its_batch(texts, ngram):
+    together = shingle_arrays(texts, ngram)
+    sigs = signatures(texts, ngram, 32, 1)
+    for text, arr, sig in zip(texts, together, sigs):
+        assert np.array_equal(arr, shingle_arrays([text], ngram)[0])
+        assert set(arr.tolist()) == shingles(text, ngram)
+        assert np.array_equal(sig, signatures([text], ngram, 32, 1)[0])
+        assert (sig == EMPTY).all() == (not arr.size)  # no shingles: all empty; else no empty bin is left
 
 
-def test_distinct_short_scripts_whose_32_bit_shingles_collide_are_not_merged():
-    """`echo 58386` and `echo 232845` have one shingle each, equal in 32 bits (found among 300,000 `echo N`): their
-    MinHash signatures are identical, and a 32-bit verification read Jaccard 1.0 and merged them."""
-    pair = ["echo 58386", "echo 232845"]
-    low = _shingle_arrays(pair, 5)
-    assert np.array_equal(low[0], low[1]) and low[0].size == 1  # the collision the test is about
+def test_distinct_short_scripts_whose_signatures_collide_are_not_merged():
+    """`echo 23038` and `echo 232765` have one shingle each, whose 32-bit signature values are equal (found among
+    300,000 `echo N`): their signatures are identical, so they are a candidate pair, and a verification on 32-bit
+    hashes could read Jaccard 1.0 and merge them. Verification compares 64-bit hashes."""
+    pair = ["echo 23038", "echo 232765"]
+    sig = signatures(pair, 5, 128, 1)
+    assert np.array_equal(sig[0], sig[1]) and len(shingles(pair[0])) == 1  # the collision the test is about
+    assert shingles(pair[0]) != shingles(pair[1])
     index = NearDuplicateIndex(threshold=0.85, workers=1).fit(pair + ["echo 1", "echo 1 "])
     assert index.pairs() == [(2, 3, 1.0)]  # the whitespace-only variant is still found
     assert index.clusters() == [[2, 3]]
@@ -116,31 +120,78 @@ def test_pairs_are_exactly_the_brute_force_pairs():
         assert sim == jaccard(sets[i], sets[j]) >= 0.85
 
 
-def test_signature_agreement_estimates_jaccard():
+def test_signature_agreement_estimates_jaccard_for_large_and_small_sets():
+    """Over many seeds, two one-permutation signatures agree at a position with probability J (the mean within its
+    sampling error), with a spread close to classic MinHash's sqrt(J(1 - J) / k) (1.0-1.2x measured), and a band of
+    `rows` positions agrees with probability J^rows: what the LSH miss rate and the signature pre-filter assume. For
+    sets much larger than num_perm and much smaller (where densification fills most bins)."""
     rng = random.Random(3)
-    a = script(rng, 400)  # > 4096 shingles: a signature spans several MinHash blocks
-    b = "\n".join(a.split("\n")[100:] + [script(rng, 100)])
-    true = jaccard(shingles(a), shingles(b))
-    sig = _signatures([a, b], ngram=5, num_perm=1024, seed=7)
-    assert abs((sig[0] == sig[1]).mean() - true) < 5 * math.sqrt(true * (1 - true) / 1024)
+    big = script(rng, 400)
+    small = script(rng, 4)
+    cmdlet = "$a = Get-Item -Path 'C:\\x\\y.txt' -Count 5"
+    cases = [(big, "\n".join(big.split("\n")[100:] + [script(rng, 100)])),  # thousands of shingles
+             (small, edit_line(small, 1, rng)),  # ~80
+             (cmdlet, cmdlet.replace("5", "6"))]  # 18
+    k, seeds = 128, 150
+    _, rows = lsh_params(0.85, k)
+    for a, b in cases:
+        true = jaccard(shingles(a), shingles(b))
+        sd = math.sqrt(true * (1 - true) / k)  # classic MinHash's spread of the agreement rate
+        agree = np.array([(lambda s: s[0] == s[1])(signatures([a, b], 5, k, seed)) for seed in range(seeds)])
+        rate = agree.mean(axis=1)
+        assert abs(rate.mean() - true) < 4 * 1.3 * sd / math.sqrt(seeds), (true, rate.mean())
+        assert 0.7 * sd < rate.std() < 1.3 * sd, (true, rate.std(), sd)
+        bands = agree[:, :k // rows * rows].reshape(seeds, -1, rows).all(axis=2).mean(axis=1)
+        assert abs(bands.mean() - true ** rows) < 4 * bands.std() / math.sqrt(seeds) + 0.01, (true, bands.mean())
+
+
+def test_densify_borrows_from_the_first_non_empty_bin_in_each_bins_order():
+    rng = np.random.default_rng(0)
+    for k in (16, 128):
+        sig = rng.integers(0, 1000, (200, k)).astype(np.uint32)
+        sig[rng.random((200, k)) < rng.random((200, 1))] = EMPTY  # texts from nearly full to nearly empty
+        sig[:2] = EMPTY  # no shingles: stays empty
+        sig[2:4] = EMPTY
+        sig[2:4, 3] = 7  # one non-empty bin
+        order, _ = _probe_tables(k, 5)
+        expected = sig.copy()
+        for t, j in zip(*np.nonzero(sig == EMPTY)):
+            donors = [b for b in order[j] if sig[t, b] != EMPTY]
+            expected[t, j] = sig[t, donors[0]] if donors else EMPTY
+        _densify(sig, 5)
+        assert np.array_equal(sig, expected)
 
 
 def test_signatures_do_not_depend_on_batch_or_position():
     rng = random.Random(4)
     big, small = script(rng, 400), script(rng, 3)
-    alone = _signatures([big], 5, 64, 1)
-    mixed = _signatures([small, big, "", small], 5, 64, 1)
+    alone = signatures([big], 5, 64, 1)
+    mixed = signatures([small, big, "", small], 5, 64, 1)
     assert np.array_equal(alone[0], mixed[1])
     assert np.array_equal(mixed[0], mixed[3])
 
 
-def test_results_do_not_depend_on_workers_or_batch_size():
+def test_results_do_not_depend_on_workers_or_batch_size(tmp_path, monkeypatch):
+    import pipeline.neardup as similarity
+
     texts, _ = corpus(seed=5)
     one = NearDuplicateIndex(workers=1, batch_size=len(texts)).fit(texts)
+    main = sys.modules["__main__"]
+    before = main.__dict__.get("__spec__"), main.__dict__.get("__file__")
     two = NearDuplicateIndex(workers=2, batch_size=7).fit(texts)  # 8 batches over a pool of 2 processes
-    assert np.array_equal(one.signatures_, two.signatures_)
-    assert one.pairs() == two.pairs()
-    assert one.clusters() == two.clusters()
+    assert (main.__dict__.get("__spec__"), main.__dict__.get("__file__")) == before  # hidden from workers, restored
+    path = tmp_path / "records.jsonl"  # texts on disk: the workers read their own batches
+    offsets = []
+    with open(path, "w", encoding="utf-8") as f:
+        for k, text in enumerate(texts):
+            offsets.append(f.tell())
+            f.write(Record(id=str(k), text=text, label="benign").to_json() + "\n")
+    disk = NearDuplicateIndex(workers=2, batch_size=9).fit(TextsOnDisk(path, offsets))
+    monkeypatch.setattr(similarity, "_POOL_AFTER", 0)  # verification hashes over the workers from the start too
+    for other in (two, disk):
+        assert np.array_equal(one.signatures_, other.signatures_)
+        assert one.pairs() == other.pairs()
+        assert one.clusters() == other.clusters()
 
 
 def test_clusters_are_transitive():
@@ -204,6 +255,14 @@ def test_union_find():
     assert not uf.union(5, 4)
     assert uf.groups() == [[0, 2], [1, 4, 5], [3]]
     assert uf.groups(min_size=2) == [[0, 2], [1, 4, 5]]
+    assert uf.roots(np.array([5, 3, 2, 4, 1, 0])).tolist() == [uf.find(i) for i in (5, 3, 2, 4, 1, 0)]
+    chain = UnionFind(64)  # deeper trees: roots follows parents until none moves
+    for i in range(0, 64, 2):
+        chain.union(i, i + 1)
+    for step in (2, 4, 8, 16, 32):
+        for i in range(0, 64, 2 * step):
+            chain.union(i + step, i)
+    assert chain.roots(np.arange(64)).tolist() == [chain.find(i) for i in range(64)] == [chain.find(0)] * 64
 
 
 def test_cross_pairs_reports_only_pairs_across_the_two_lists():
@@ -236,6 +295,7 @@ def test_lsh_bands_miss_few_pairs_at_the_threshold():
 def test_clusters_hash_the_texts_they_verify_together(monkeypatch):
     """`clusters` reads and hashes the texts of a chunk of runs in one call, not one call per verified pair (which cost
     ~0.5 ms of numpy overhead each), and chunking (forced small here) changes no group."""
+    import pipeline.minhash as minhash
     import pipeline.neardup as similarity
 
     rng = random.Random(11)
@@ -251,17 +311,18 @@ def test_clusters_hash_the_texts_they_verify_together(monkeypatch):
         expected.union(i, j)
 
     calls = []  # texts hashed by each call
-    hash_texts = similarity._shingle_arrays
+    hash_texts = minhash.shingle_arrays
 
     def counted(texts, *args, **kwargs):
         texts = list(texts)
         calls.append(len(texts))
         return hash_texts(texts, *args, **kwargs)
 
-    monkeypatch.setattr(similarity, "_shingle_arrays", counted)
+    monkeypatch.setattr(minhash, "shingle_arrays", counted)
     for chunk in (1024, 4):
         monkeypatch.setattr(similarity, "_PAIRS_AT_ONCE", chunk)
         calls.clear()
         assert index.clusters() == expected.groups(min_size=2)
-        if chunk == 1024:  # 30 family members to verify: hashed a few calls at a time, not one or two per call
-            assert sum(calls) >= 30 and len(calls) <= sum(calls) / 8, calls
+        if chunk == 1024:  # 30 family members to verify: hashed several a call (a call per band that brings new
+            # candidates at most), not one or two per call as when each verified pair hashed its own texts
+            assert sum(calls) >= 30 and len(calls) <= sum(calls) / 4, calls

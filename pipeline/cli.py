@@ -312,7 +312,7 @@ def export_(out: Path = typer.Argument(..., help="Output folder for the exported
     elif merged:
         clf = Classifier.load(source, merge_dtype=dtypes[dtype])
         export_sequence_classifier(clf.model, clf.tokenizer, out, max_length=clf.max_length,
-                                   head_ratio=clf.head_ratio)
+                                   head_ratio=clf.head_ratio, windows=clf.windows)
     else:
         shutil.copytree(source, out, dirs_exist_ok=True)
     if threshold.exists():

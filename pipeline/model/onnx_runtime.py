@@ -88,13 +88,19 @@ class OnnxClassifier:
         self.tokenizer, self.threshold = tokenizer, threshold
         self.max_length, self.head_ratio = int(spec["max_length"]), float(spec["head_ratio"])
         self.pad_token_id = int(spec["pad_token_id"])
+        from .prompt import Windows
+
+        self.windows = Windows.from_spec(spec)
 
     def score(self, texts: Sequence[str], langs: Sequence[str], batch_size: int = 16) -> np.ndarray:
-        """P(malicious) per script, batched and right-padded as head.score_ids does."""
+        """P(malicious) per script (aggregated over its windows when they are on), as `Classifier.score`."""
         from . import prompt
 
-        prompts = [prompt.encode(t, lang, self.tokenizer, self.max_length, self.head_ratio)
-                   for t, lang in zip(texts, langs, strict=True)]
+        return np.array(prompt.score_scripts(texts, langs, self.tokenizer, self.max_length, self.head_ratio,
+                                             self.windows, lambda prompts: self._score_prompts(prompts, batch_size)))
+
+    def _score_prompts(self, prompts: list[list[int]], batch_size: int) -> np.ndarray:
+        """P(malicious) per prompt, batched and right-padded as head.score_ids does."""
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # similar lengths together
         out = np.empty(len(prompts), dtype=np.float64)
         for start in range(0, len(order), batch_size):

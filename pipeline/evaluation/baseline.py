@@ -146,27 +146,37 @@ class SavedBaseline:
         (self.min_n, self.max_n), self.lowercase, self.max_chars = p["ngram_range"], p["lowercase"], p["max_chars"]
         self.index = {term: i for i, term in enumerate(meta["vocabulary"])}
         self.coef, self.intercept = coef[0].astype(np.float64), float(intercept[0])
+        self._word_columns: dict[str, list[int]] = {}  # words recur across and within scripts: analysed once
 
-    def _ngrams(self, text: str) -> Counter:
-        """sklearn's `char_wb` analyzer: n-grams inside words padded with one space, a short word counted once."""
+    def _columns(self, word: str) -> list[int]:
+        """Vocabulary columns of one word's n-grams (sklearn's `char_wb`: padded with one space, a word shorter than
+        n counted once, at the first n that covers it), with repeats."""
+        cached = self._word_columns.get(word)
+        if cached is None:
+            padded, grams = f" {word} ", []
+            for n in range(self.min_n, self.max_n + 1):
+                grams.extend(padded[i:i + n] for i in range(max(1, len(padded) - n + 1)))
+                if len(padded) <= n:
+                    break
+            cached = [self.index[g] for g in grams if g in self.index]
+            if len(self._word_columns) > 500_000:  # a bound on memory over a very long predict
+                self._word_columns.clear()
+            self._word_columns[word] = cached
+        return cached
+
+    def decision(self, text: str) -> float:
+        """Log-odds of P(malicious): sublinear tf times idf, l2-normalised, through the linear model. A script's
+        n-gram counts are the sums of its words' (char_wb n-grams never cross a word boundary)."""
         text = text[: self.max_chars]
         text = self._white_spaces.sub(" ", text.lower() if self.lowercase else text)
         counts: Counter = Counter()
-        for word in text.split():
-            word = f" {word} "
-            for n in range(self.min_n, self.max_n + 1):
-                counts.update(word[i:i + n] for i in range(max(1, len(word) - n + 1)))
-                if len(word) <= n:  # sklearn stops at the first n that covers the whole word
-                    break
-        return counts
-
-    def decision(self, text: str) -> float:
-        """Log-odds of P(malicious): sublinear tf times idf, l2-normalised, through the linear model."""
-        found = [(self.index[g], c) for g, c in self._ngrams(text).items() if g in self.index]
-        if not found:
+        for word, times in Counter(text.split()).items():
+            for col in self._columns(word):
+                counts[col] += times
+        if not counts:
             return self.intercept
-        cols = np.array([i for i, _ in found])
-        values = (1.0 + np.log(np.array([c for _, c in found], dtype=np.float64))) * self.idf[cols]
+        cols = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        values = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))) * self.idf[cols]
         return float(values @ self.coef[cols] / np.sqrt(values @ values) + self.intercept)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:

@@ -7,7 +7,9 @@ the windowed runs). Figures: val ROC AUC overall and on long scripts (beyond the
 and the mean and spread over the runs of each kind. Writes counts and AUCs only, nothing from the data:
 
     python -m benchmarks.measure_windows --truncated RUN [RUN ...] --windowed RUN [RUN ...] \\
-        [--out benchmarks/results/windows.json]
+        [--out benchmarks/results/windows.json] [--reuse EARLIER.json ...]
+
+`--reuse` takes the per-run figures of earlier outputs (runs measured as they finished) instead of scoring again.
 """
 from __future__ import annotations
 
@@ -74,11 +76,18 @@ def main(argv=None) -> None:
     parser.add_argument("--stride", type=int, default=256)
     parser.add_argument("--max-windows", type=int, default=8)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--reuse", nargs="*", default=[], help="earlier outputs whose runs need no new scoring")
     args = parser.parse_args(argv)
     payload = {"machine": machine_info(1), "data": "validation split of the given runs",
                "stride": args.stride, "max_windows": args.max_windows}
+    earlier = {}
+    for path in args.reuse:
+        old = json.loads(Path(path).read_text())
+        for kind in ("truncated", "windowed"):
+            earlier.update(old.get(kind, {}).get("runs", {}))
     for kind in ("truncated", "windowed"):
-        results = {str(r): measure(Path(r), args.stride, args.max_windows) for r in getattr(args, kind)}
+        results = {str(r): earlier.get(str(r)) or measure(Path(r), args.stride, args.max_windows)
+                   for r in getattr(args, kind)}
         for run, res in results.items():
             print(kind, run, json.dumps(res))
         payload[kind] = {"runs": results, "summary": summarise(results)}

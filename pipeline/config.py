@@ -193,8 +193,8 @@ class ModelConfig(Section):
     window_stride: int = _f(0, "Whole-script reading. 0: a script longer than max_length is truncated (head and "
                             "tail). N > 0: it is read as windows of max_length tokens starting every N tokens, each "
                             "scored, the script's score aggregating them; training reads one window per row, drawn "
-                            "with run.seed.", "About half the script budget (e.g. 224 at max_length 512) for "
-                            "overlapping windows; scoring cost grows with the windows read.", ge=0, le=32_768)
+                            "with run.seed.", "About half of max_length (e.g. 256 at 512) for overlapping "
+                            "windows; scoring cost grows with the windows read.", ge=0, le=32_768)
     window_aggregation: Literal["mean", "max"] = _f("mean", "How a windowed script's score combines its windows' "
                                                      "log-odds: mean, or max (the most suspicious window decides).")
     max_windows: int = _f(8, "At most this many windows per script (spread evenly, first and last kept): bounds the "
@@ -227,7 +227,7 @@ class ModelConfig(Section):
         if self.window_stride >= self.max_length:
             raise ValueError(f"model.window_stride {self.window_stride} is not below model.max_length "
                              f"{self.max_length}: windows would not overlap; use about half of it (e.g. "
-                             f"{self.max_length * 7 // 16}), or 0 for head/tail truncation")
+                             f"{self.max_length // 2}), or 0 for head/tail truncation")
         return self
 
 

@@ -150,14 +150,8 @@ def _fit(prefix: list[int], script: list[int], suffix: list[int], marker: list[i
     """prefix + script + suffix, the script cut to its head and tail (joined by marker) to fit max_length - 1."""
     if not 0.0 <= head_ratio <= 1.0:
         raise ValueError(f"head_ratio must be in [0, 1], got {head_ratio}")
-    budget = max_length - len(prefix) - len(suffix) - 1  # 1: the verdict token
-    if len(script) > budget:
-        keep = budget - len(marker)
-        if keep < 2:
-            raise ValueError(
-                f"max_length={max_length} leaves {budget} tokens for the script after the template "
-                f"({len(prefix) + len(suffix)} tokens for lang={lang!r}) and the verdict: raise model.max_length"
-            )
+    if len(script) > max_length - len(prefix) - len(suffix) - 1:  # 1: the verdict token
+        keep = _budget(prefix, marker + suffix, max_length, lang)  # the marker takes its share of the budget
         head = round(keep * head_ratio)
         script = script[:head] + marker + script[len(script) - (keep - head):]
     return prefix + script + suffix

@@ -5,8 +5,9 @@ second instead of 10-40 (benchmarks/bench_predict_startup.py).
 Scores equal the PyTorch path's (tests/test_onnx.py, to 1e-5): the prompt ids come from the same `prompt.encode`
 (template, head/tail truncation), fed the same tokenizer file through `RustTokenizer`, which answers the calls
 `prompt` and `explain` make of a transformers tokenizer. `OnnxClassifier` has the scoring interface of
-`classifier.Classifier` (tokenizer, max_length, head_ratio, threshold, score, score_records), so predict, --explain
-and the fail-on-malicious gate run unchanged on either path.
+`classifier.Classifier` (tokenizer, max_length, head_ratio, windows, threshold, score, score_records), so predict,
+--explain and the fail-on-malicious gate run unchanged on either path; a windowed classifier's sidecar records its
+windows, and both paths aggregate them through `prompt.score_scripts`.
 
 `open_fast` returns None when there is no graph, and None with the reason when the graph was exported from other
 weights (the sidecar's digest of the classifier files no longer matches) or cannot be loaded; the caller then falls

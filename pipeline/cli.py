@@ -283,11 +283,12 @@ def export_(out: Path = typer.Argument(..., help="Output folder for the exported
             fmt: str = typer.Option("hf", "--format", help="hf: a transformers model (default); onnx: the graph "
                                     "`sgpipe predict --run-dir OUT` runs without torch (float32, merged).")):
     """Export the trained classifier: loadable with AutoModelForSequenceClassification (or ONNX Runtime), threshold
-    included."""
+    included, and for a run evaluated with evaluation.ensemble=tfidf the baseline and stacker that predict serves."""
     import shutil
 
     import torch
 
+    from pipeline.evaluation.ensemble import copy_ensemble, load_ensemble
     from .model.classifier import Classifier
     from .model.head import export_sequence_classifier
 
@@ -295,6 +296,7 @@ def export_(out: Path = typer.Argument(..., help="Output folder for the exported
     source, threshold = run.classifier, run.threshold
     if not source.is_dir():
         raise FileNotFoundError(f"{source} is missing: train first (`sgpipe all --until train --run-dir {run}`)")
+    ensemble = load_ensemble(run.stage("evaluate"))  # a damaged or half pair stops here, before anything is written
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if dtype not in dtypes:
         raise typer.BadParameter(f"choose float32, bfloat16 or float16, not {dtype!r}", param_hint="--dtype")
@@ -310,13 +312,15 @@ def export_(out: Path = typer.Argument(..., help="Output folder for the exported
     elif merged:
         clf = Classifier.load(source, merge_dtype=dtypes[dtype])
         export_sequence_classifier(clf.model, clf.tokenizer, out, max_length=clf.max_length,
-                                   head_ratio=clf.head_ratio)
+                                   head_ratio=clf.head_ratio, windows=clf.windows)
     else:
         shutil.copytree(source, out, dirs_exist_ok=True)
     if threshold.exists():
         shutil.copy(threshold, out / THRESHOLD_FILE)
-    console.print(f"exported to {out}" + ("" if threshold.exists() else " (no threshold yet: run evaluate)"),
-                  markup=False)
+    copy_ensemble(run.stage("evaluate"), out, present=ensemble is not None)
+    console.print(f"exported to {out}" + ("" if threshold.exists() else " (no threshold yet: run evaluate)")
+                  + (f" with the stacked TF-IDF ensemble (`sgpipe predict --run-dir {out}` serves it)"
+                     if ensemble is not None else ""), markup=False)
 
 
 @app.command("status")

@@ -192,6 +192,15 @@ class ModelConfig(Section):
                          "enough for the tiny model.", ge=32, le=32_768)
     truncation_head_ratio: float = _f(0.75, "Share of a truncated script's token budget kept from its start (the "
                                       "rest from its end).", ge=0.0, le=1.0)
+    window_stride: int = _f(0, "Whole-script reading. 0: a script longer than max_length is truncated (head and "
+                            "tail). N > 0: it is read as windows of max_length tokens starting every N tokens, each "
+                            "scored, the script's score aggregating them; training reads one window per row, drawn "
+                            "with run.seed.", "About half of max_length (e.g. 256 at 512) for overlapping "
+                            "windows; scoring cost grows with the windows read.", ge=0, le=32_768)
+    window_aggregation: Literal["mean", "max"] = _f("mean", "How a windowed script's score combines its windows' "
+                                                     "log-odds: mean, or max (the most suspicious window decides).")
+    max_windows: int = _f(8, "At most this many windows per script (spread evenly, first and last kept): bounds the "
+                          "cost of a huge script.", ge=1, le=1024)
     load_in_4bit: bool = _f(True, "Load the base model in 4 bits (QLoRA). CUDA only.", "Always on below 80 GB VRAM.")
     bnb_4bit_quant_type: Literal["nf4", "fp4"] = _f("nf4", "4-bit quantisation type.")
     bnb_4bit_compute_dtype: Literal["bfloat16", "float16", "float32"] = _f("bfloat16", "Compute dtype of 4-bit layers.")
@@ -217,6 +226,10 @@ class ModelConfig(Section):
         if self.load_in_4bit and self.finetuning_type == "full":
             raise ValueError("full fine-tuning cannot update 4-bit weights: --set model.finetuning_type=lora or "
                              "--set model.load_in_4bit=false")
+        if self.window_stride >= self.max_length:
+            raise ValueError(f"model.window_stride {self.window_stride} is not below model.max_length "
+                             f"{self.max_length}: windows would not overlap; use about half of it (e.g. "
+                             f"{self.max_length // 2}), or 0 for head/tail truncation")
         return self
 
 

@@ -49,7 +49,33 @@ class ClassifierScorer:
         c = self.classifier
         if getattr(c, "reads_whole_text", False):  # an ensemble with the baseline: every line moves its score
             return [True] * len(text.split("\n"))
+        windows = getattr(c, "windows", None)
+        if windows is not None and windows.on:
+            return window_read_mask(text, lang, c.tokenizer, c.max_length, windows)
         return token_read_mask(text, lang, c.tokenizer, c.max_length, c.head_ratio)
+
+
+def window_read_mask(text: str, lang: str, tokenizer, max_length: int, windows) -> list[bool]:
+    """Which lines the windows of `prompt.encode_windows` read (all of them unless max_windows leaves gaps)."""
+    from .model import prompt
+
+    lines = text.split("\n")
+    try:
+        enc = tokenizer(text, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True,
+                        verbose=False)
+    except NotImplementedError:  # no offsets: call every line read, never the reverse
+        return [True] * len(lines)
+    offsets = enc["offset_mapping"]
+    budget = prompt._budget(prompt._ids(tokenizer, prompt.PREFIX.format(lang=lang)),
+                            prompt._ids(tokenizer, prompt.SUFFIX), max_length, lang)
+    spans = [(offsets[s][0], offsets[min(s + budget, len(offsets)) - 1][1])
+             for s in prompt.window_starts(len(offsets), budget, windows)] if offsets else [(0, len(text))]
+    mask, start = [], 0
+    for line in lines:
+        end = start + len(line)
+        mask.append(any(start < b and end > a for a, b in spans))
+        start = end + 1  # the "\n"
+    return mask
 
 
 def token_read_mask(text: str, lang: str, tokenizer, max_length: int, head_ratio: float) -> list[bool]:

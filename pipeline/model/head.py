@@ -129,11 +129,12 @@ def score_ids(model, prompts: Sequence[Sequence[int]], batch_size: int = 16, pad
 
 
 def score(model, tokenizer, texts: Sequence[str], langs: Sequence[str], max_length: int, head_ratio: float = 0.75,
-          batch_size: int = 16) -> np.ndarray:
-    """P(malicious) for each script: the two-way softmax at the position after "Verdict:". No generation."""
-    prompts = [prompt.encode(t, lang, tokenizer, max_length, head_ratio) for t, lang in zip(texts, langs, strict=True)]
+          batch_size: int = 16, windows: prompt.Windows = prompt.Windows()) -> np.ndarray:
+    """P(malicious) for each script: the two-way softmax at the position after "Verdict:" (aggregated over the
+    script's windows when `windows` is on). No generation."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return score_ids(model, prompts, batch_size, pad)
+    return np.array(prompt.score_scripts(texts, langs, tokenizer, max_length, head_ratio, windows,
+                                         lambda prompts: score_ids(model, prompts, batch_size, pad)), dtype=np.float64)
 
 
 # ---- save / load -----------------------------------------------------------------------------------------------
@@ -287,7 +288,8 @@ def load_classifier(path: str | Path, *, device: str = "cpu", allow_pickle: bool
 # ---- export ----------------------------------------------------------------------------------------------------
 
 
-def export_sequence_classifier(model, tokenizer, out_dir: str | Path, *, max_length: int, head_ratio: float) -> Path:
+def export_sequence_classifier(model, tokenizer, out_dir: str | Path, *, max_length: int, head_ratio: float,
+                               windows: prompt.Windows = prompt.Windows()) -> Path:
     """Write a standard `Starcoder2ForSequenceClassification` (num_labels 2) + tokenizer + `sgpipe_prompt.json`.
 
     LoRA is merged into a copy of the model (the argument is left as it is); the base must not be quantized, since
@@ -322,8 +324,10 @@ def export_sequence_classifier(model, tokenizer, out_dir: str | Path, *, max_len
     tokenizer.save_pretrained(out)
     write_json(out / EXPORT_PROMPT_FILE, {
         "prefix": prompt.PREFIX, "suffix": prompt.SUFFIX, "marker": prompt.MARKER, "max_length": max_length,
-        "head_ratio": head_ratio, "labels": list(LABELS),
+        "head_ratio": head_ratio, **windows.spec(), "labels": list(LABELS),
         "note": "prompt ids = tokens(prefix.format(lang)) + tokens(script, cut to fit) + tokens(suffix), each part "
-                "tokenised alone without special tokens; pipeline.model.prompt.encode is the reference",
+                "tokenised alone without special tokens; pipeline.model.prompt.encode is the reference. With "
+                "window_stride > 0 a longer script is read as windows (prompt.encode_windows), its score the "
+                "window_aggregation of their log-odds (prompt.score_scripts)",
     })
     return out

@@ -81,7 +81,8 @@ def export_onnx(classifier_dir: str | Path, out_dir: str | Path | None = None) -
     pad = clf.tokenizer.pad_token_id if clf.tokenizer.pad_token_id is not None else 0
     write_json(out / SIDECAR_FILE, {
         "classifier_digest": classifier_digest(classifier_dir), "onnx_digest": file_digest(onnx_path),
-        "max_length": clf.max_length, "head_ratio": clf.head_ratio, "pad_token_id": int(pad), "labels": list(LABELS),
+        "max_length": clf.max_length, "head_ratio": clf.head_ratio, **clf.windows.spec(), "pad_token_id": int(pad),
+        "labels": list(LABELS),
         "opset": OPSET, "torch": torch.__version__,
     })
     if out != classifier_dir:  # a standalone export: the runtime needs the tokenizer beside the graph

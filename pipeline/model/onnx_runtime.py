@@ -5,8 +5,9 @@ second instead of 10-40 (benchmarks/bench_predict_startup.py).
 Scores equal the PyTorch path's (tests/test_onnx.py, to 1e-5): the prompt ids come from the same `prompt.encode`
 (template, head/tail truncation), fed the same tokenizer file through `RustTokenizer`, which answers the calls
 `prompt` and `explain` make of a transformers tokenizer. `OnnxClassifier` has the scoring interface of
-`classifier.Classifier` (tokenizer, max_length, head_ratio, threshold, score, score_records), so predict, --explain
-and the fail-on-malicious gate run unchanged on either path.
+`classifier.Classifier` (tokenizer, max_length, head_ratio, windows, threshold, score, score_records), so predict,
+--explain and the fail-on-malicious gate run unchanged on either path; a windowed classifier's sidecar records its
+windows, and both paths aggregate them through `prompt.score_scripts`.
 
 `open_fast` returns None when there is no graph, and None with the reason when the graph was exported from other
 weights (the sidecar's digest of the classifier files no longer matches) or cannot be loaded; the caller then falls
@@ -88,13 +89,19 @@ class OnnxClassifier:
         self.tokenizer, self.threshold = tokenizer, threshold
         self.max_length, self.head_ratio = int(spec["max_length"]), float(spec["head_ratio"])
         self.pad_token_id = int(spec["pad_token_id"])
+        from .prompt import Windows
+
+        self.windows = Windows.from_spec(spec)
 
     def score(self, texts: Sequence[str], langs: Sequence[str], batch_size: int = 16) -> np.ndarray:
-        """P(malicious) per script, batched and right-padded as head.score_ids does."""
+        """P(malicious) per script (aggregated over its windows when they are on), as `Classifier.score`."""
         from . import prompt
 
-        prompts = [prompt.encode(t, lang, self.tokenizer, self.max_length, self.head_ratio)
-                   for t, lang in zip(texts, langs, strict=True)]
+        return np.array(prompt.score_scripts(texts, langs, self.tokenizer, self.max_length, self.head_ratio,
+                                             self.windows, lambda prompts: self._score_prompts(prompts, batch_size)))
+
+    def _score_prompts(self, prompts: list[list[int]], batch_size: int) -> np.ndarray:
+        """P(malicious) per prompt, batched and right-padded as head.score_ids does."""
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # similar lengths together
         out = np.empty(len(prompts), dtype=np.float64)
         for start in range(0, len(order), batch_size):

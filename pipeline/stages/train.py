@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # trl is imported inside the stage only: `sgpipe --help` must
     from trl import SFTConfig
 
     from ..model.trainer import VerdictTrainer
+    from ..model.prompt import Windows
 
 CHECKPOINTS = "checkpoints"
 WALL_CLOCK = ("_runtime", "_per_second", "_preparation_time")  # log keys that measure time, not the model
@@ -145,7 +146,8 @@ def _setup(ctx: StageContext) -> _Session:
         # the tiny model's tokenizer learns from distinct training texts only: val and test never shape it
         tokenizer_texts=sorted({r.text for r in train_records}) if m.model_id == TINY_MODEL_ID else None)
     ctx.log(f"[train] {info}")
-    train_ds, val_ds = _dataset(train_records, tokenizer, m), _dataset(val_records, tokenizer, m)
+    train_ds, val_ds = (_dataset(train_records, tokenizer, m, cfg.run.seed),
+                        _dataset(val_records, tokenizer, m, cfg.run.seed))
     checkpoints = ctx.work / CHECKPOINTS
     resume = _resume_point(ctx, checkpoints, get_last_checkpoint)
     args = training_arguments(cfg, checkpoints, device, ctx.log, len(train_ds))
@@ -155,15 +157,24 @@ def _setup(ctx: StageContext) -> _Session:
     return _Session(trainer, tokenizer, info, device, len(train_ds), len(val_ds), checkpoints, resume, started)
 
 
-def _dataset(records, tokenizer, m):
-    """Prompt rows (input ids, the verdict position and its label) for a list of records."""
+def windows_of(m) -> "Windows":
+    """The model section's whole-script reading (model.window_stride, window_aggregation, max_windows)."""
+    from ..model.prompt import Windows
+
+    return Windows(m.window_stride, m.window_aggregation, m.max_windows)
+
+
+def _dataset(records, tokenizer, m, seed: int):
+    """Prompt rows (input ids, the verdict position and its label) for a list of records; with windows on, a long
+    script's row reads one of its windows, drawn with `seed` (evaluation during training too: the stage's final
+    figures, from evaluate, aggregate every window)."""
     from datasets import Dataset
 
     from ..model.prompt import build_training_rows
 
     return Dataset.from_list(build_training_rows([r.text for r in records], [r.lang for r in records],
                                                  [r.label for r in records], tokenizer, m.max_length,
-                                                 m.truncation_head_ratio))
+                                                 m.truncation_head_ratio, windows_of(m), seed))
 
 
 def _callbacks(ctx: StageContext, train_records: list, val_records: list) -> list:
@@ -224,7 +235,7 @@ def _cleanup(ctx: StageContext, s: _Session, result, final: dict) -> dict:
     m, trainer = ctx.config.model, s.trainer
     tiny = m.model_id == TINY_MODEL_ID
     Classifier.save(trainer.model, s.tokenizer, ctx.out / "classifier", base_model=None if tiny else m.model_id,
-                    max_length=m.max_length, head_ratio=m.truncation_head_ratio,
+                    max_length=m.max_length, head_ratio=m.truncation_head_ratio, windows=windows_of(m),
                     model_config=m.model_dump(mode="json"))
     if tiny:  # the CPU model: predict then starts without torch (a 3B model stays on the PyTorch path)
         _export_fast_path(ctx.out / "classifier")

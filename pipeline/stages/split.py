@@ -24,6 +24,8 @@ from pipeline.run.records import Record, id_digest, read_records
 from pipeline.run.runner import StageContext, StageError
 
 SPLITS = ("train", "val", "test")
+# Out-of-source splits (data.split.source_val_size / source_test_size): whole sources held out before the split.
+SOURCE_SPLITS = ("val_source", "test_source")
 
 
 @dataclass
@@ -94,7 +96,7 @@ def assign(keys: SplitKeys, val_size: float, test_size: float, by_lang: bool, se
     top = np.ones(order.size, dtype=bool)
     top[1:] = group_of[1:] != group_of[:-1]
     majority = group_cell[order][top] % n_cells  # per group, by rank
-    min_cell = int(round(1 / min(val_size, test_size))) + 1
+    min_cell = int(round(1 / min(x for x in (val_size, test_size) if x > 0))) + 1
     label_lang = np.bincount(keys.cell, minlength=n_cells)
     key_of_cell = [(label, lang) if by_lang and label_lang[c] >= min_cell else (label, "*")
                    for c, (label, lang) in enumerate(keys.cells)]
@@ -104,6 +106,7 @@ def assign(keys: SplitKeys, val_size: float, test_size: float, by_lang: bool, se
     size = np.bincount(keys.group, minlength=keys.groups).tolist()
     rng = random.Random(seed)
     shares = {"train": 1 - val_size - test_size, "val": val_size, "test": test_size}
+    open_splits = [name for name in ("test", "val", "train") if shares[name] > 0]  # a 0 share gets no group
     split_of_group = np.empty(keys.groups, dtype=np.int8)
     for k in range(len(strata)):
         names = np.flatnonzero(stratum == k).tolist()  # the stratum's groups in name order
@@ -112,38 +115,86 @@ def assign(keys: SplitKeys, val_size: float, test_size: float, by_lang: bool, se
         filled = Counter()
         for g in names:
             # The split furthest below its target (ties: test, then val, so small strata still reach them).
-            target = min(("test", "val", "train"), key=lambda s: filled[s] - shares[s] * total)
+            target = min(open_splits, key=lambda s: filled[s] - shares[s] * total)
             filled[target] += size[g]
             split_of_group[g] = SPLITS.index(target)
     return split_of_group[keys.group]
+
+
+def hold_out_sources(keys: SplitKeys, val_size: float, test_size: float, by_lang: bool, seed: int) -> np.ndarray:
+    """Each record's place when whole sources are held out first: 0 stays (for train/val/test), 1 val_source,
+    2 test_source. The same stratified, group-aware assignment as the split, with sources as the groups."""
+    return assign(keys, val_size, test_size, by_lang, seed)
 
 
 def run(ctx: StageContext) -> dict:
     cfg = ctx.config.data.split
     source = ctx.input("dedup", "records.jsonl")
     # Pass 1 assigns splits from the records' metadata only; pass 2 streams the texts into the split files.
-    keys = SplitKeys.read(read_records(source), cfg.group_key)
+    # Out-of-source splits first (whole sources), then train/val/test among the records that stay.
+    held_out = cfg.source_val_size + cfg.source_test_size > 0
+    by_source = SplitKeys.read(read_records(source), "source") if held_out else None
+    place = (hold_out_sources(by_source, cfg.source_val_size, cfg.source_test_size, cfg.stratify_by_lang,
+                              ctx.config.run.seed) if held_out else None)
+    staying = (lambda k: True) if place is None else (lambda k: place[k] == 0)
+    kept = (r for k, r in enumerate(read_records(source)) if staying(k))
+    keys = SplitKeys.read(kept, cfg.group_key)
     split = assign(keys, cfg.val_size, cfg.test_size, cfg.stratify_by_lang, ctx.config.run.seed)
-    per_label = {name: keys.tally(split == k, 0) for k, name in enumerate(SPLITS)}
+    names = SPLITS + (SOURCE_SPLITS if held_out else ())
+    _check_labels(ctx, {name: keys.tally(split == k, 0) for k, name in enumerate(SPLITS)}, len(keys))
+    held = {name: _held_tally(ctx, by_source, place, k + 1, name) for k, name in enumerate(SOURCE_SPLITS)
+            if held_out}
+    _write_splits(ctx, source, names, _record_splits(split, place))
+    sizes = np.bincount(split, minlength=len(SPLITS)).tolist()
+    ctx.log("[split] " + ", ".join(f"{s} {n}" for s, n in zip(SPLITS, sizes))
+            + "".join(f", {name} {h['records']} ({h['sources']} sources)" for name, h in held.items()))
+    return {"in": len(keys) + (0 if place is None else int(np.count_nonzero(place))), **dict(zip(SPLITS, sizes)),
+            "per_label": {name: keys.tally(split == k, 0) for k, name in enumerate(SPLITS)},
+            "per_lang": {name: keys.tally(split == k, 1) for k, name in enumerate(SPLITS)},
+            "groups": keys.groups, "cross_split_exact_duplicates": keys.ids_across_splits(split),
+            **({"out_of_source": held} if held_out else {})}
+
+
+def _check_labels(ctx: StageContext, per_label: dict, n: int) -> None:
+    """Both labels in the data and in every split, or a StageError that says the fix."""
     overall = set().union(*per_label.values())
     if len(overall) < 2:  # no split size can fix this: say so instead of suggesting one
-        raise StageError(f"the data holds {'/'.join(sorted(overall)) or 'no'} scripts only ({len(keys)} records): a "
+        raise StageError(f"the data holds {'/'.join(sorted(overall)) or 'no'} scripts only ({n} records): a "
                          "classifier needs both malicious and benign examples; add the other class to the inputs "
                          f"(see {ctx.run_dir / 'ingest' / 'rejected.jsonl'} if it was rejected)")
     for name in SPLITS:
         missing = {"malicious", "benign"} - set(per_label[name])
         if missing:
-            raise StageError(f"the {name} split has no {'/'.join(sorted(missing))} script ({len(keys)} records in "
+            raise StageError(f"the {name} split has no {'/'.join(sorted(missing))} script ({n} records in "
                              "all): add data, or lower data.split.val_size/test_size, or use data.split.group_key=none")
-    files = {name: open(ctx.out / f"{name}.jsonl", "w", encoding="utf-8") for name in SPLITS}
+
+
+def _record_splits(split: np.ndarray, place: np.ndarray | None) -> np.ndarray:
+    """Every record's output file, as an index into SPLITS + SOURCE_SPLITS (records in dedup's order)."""
+    if place is None:
+        return split
+    out = np.where(place > 0, place + len(SPLITS) - 1, 0)
+    out[place == 0] = split
+    return out
+
+
+def _held_tally(ctx: StageContext, by_source: SplitKeys, place: np.ndarray, k: int, name: str) -> dict:
+    """An out-of-source split's records, sources, labels and languages; a warning when it lacks a label (its ROC AUC
+    is then undefined: raise its size)."""
+    mask = place == k
+    labels = by_source.tally(mask, 0)
+    if mask.any() and len(labels) < 2:
+        ctx.log(f"[split] WARNING: {name} holds {'/'.join(labels)} scripts only: its ROC AUC is undefined; raise "
+                f"data.split.source_{name.split('_')[0]}_size so that it takes sources of both labels")
+    return {"records": int(np.count_nonzero(mask)), "sources": int(np.unique(by_source.group[mask]).size),
+            "per_label": labels, "per_lang": by_source.tally(mask, 1)}
+
+
+def _write_splits(ctx: StageContext, source, names: tuple[str, ...], where: np.ndarray) -> None:
+    files = {name: open(ctx.out / f"{name}.jsonl", "w", encoding="utf-8") for name in names}
     try:
         for k, r in enumerate(read_records(source)):  # dedup's order, which is deterministic
-            files[SPLITS[split[k]]].write(r.to_json() + "\n")
+            files[names[where[k]]].write(r.to_json() + "\n")
     finally:
         for f in files.values():
             f.close()
-    sizes = np.bincount(split, minlength=len(SPLITS)).tolist()
-    ctx.log("[split] " + ", ".join(f"{s} {n}" for s, n in zip(SPLITS, sizes)))
-    return {"in": len(keys), **dict(zip(SPLITS, sizes)), "per_label": per_label,
-            "per_lang": {name: keys.tally(split == k, 1) for k, name in enumerate(SPLITS)},
-            "groups": keys.groups, "cross_split_exact_duplicates": keys.ids_across_splits(split)}

@@ -94,9 +94,10 @@ def test_training_selects_on_val_source_and_evaluate_reports_both_held_out_split
     data = tmp_path / "in.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = load_config(TINY_CONFIG, inputs=[str(data)], overrides=[
-        "data.dedup.workers=1", *FAST_TRAINING, *HOLD_OUT, "training.select_on=val_source"])
+        "data.dedup.workers=1", *FAST_TRAINING, *HOLD_OUT, "training.select_on=val_source",
+        "report.faithfulness_scripts=0", "report.explain_lines=0", f"report.dir={tmp_path / 'reports'}"])
     run = tmp_path / "run"
-    run_pipeline(cfg, run, until="evaluate", log=lambda m: None)
+    run_pipeline(cfg, run, log=lambda m: None)
     val_source = list(read_records(run / "split" / "val_source.jsonl"))
     train = json.loads((run / "train" / "manifest.json").read_text())["counts"]
     assert train["val_rows"] == len(val_source)  # the evaluations during training read val_source
@@ -109,3 +110,8 @@ def test_training_selects_on_val_source_and_evaluate_reports_both_held_out_split
     figures = run_metrics(run)
     assert figures["val_source_roc_auc"] == metrics["out_of_source"]["val_source"]["model"]["roc_auc"]
     assert figures["test_source_roc_auc"] == metrics["out_of_source"]["test_source"]["model"]["roc_auc"]
+    report = (run / "report" / "report.md").read_text()
+    section = report[report.index("## Out-of-source figures"):]
+    assert "selected on val\\_source" in section and "test\\_source model" in section  # markdown escapes _
+    auc = metrics["out_of_source"]["test_source"]["model"]["roc_auc"]
+    assert f"{auc:.3f}" in section.split("\n## ")[0]

@@ -5,6 +5,11 @@ stratified by (label, language) where that cell is big enough to feed every spli
 stratum, groups are shuffled with the run seed and each goes to the split furthest below its target share.
 Val serves early stopping, checkpoint and threshold choice; test is read once, by evaluate.
 
+With data.split.source_val_size / source_test_size, whole sources (the records' `source`) are held out first as
+val_source / test_source, by the same assignment with sources as the groups: out-of-source splits that no train, val
+or test script shares a source with (what a random split cannot show: how the model does on a collection it never
+met). Train, val and test are then drawn from the remaining records.
+
 Split does not look for near-duplicates: dedup already removed them with the same shingles, so a recount here was 0
 by construction and cost as much as dedup. The leakage check runs where leakage can still arise, after augment
 (augmented train against val and test). `cross_split_exact_duplicates` counts ids that sit in more than one split
@@ -121,27 +126,23 @@ def assign(keys: SplitKeys, val_size: float, test_size: float, by_lang: bool, se
     return split_of_group[keys.group]
 
 
-def hold_out_sources(keys: SplitKeys, val_size: float, test_size: float, by_lang: bool, seed: int) -> np.ndarray:
-    """Each record's place when whole sources are held out first: 0 stays (for train/val/test), 1 val_source,
-    2 test_source. The same stratified, group-aware assignment as the split, with sources as the groups."""
-    return assign(keys, val_size, test_size, by_lang, seed)
-
-
 def run(ctx: StageContext) -> dict:
     cfg = ctx.config.data.split
     source = ctx.input("dedup", "records.jsonl")
     # Pass 1 assigns splits from the records' metadata only; pass 2 streams the texts into the split files.
     # Out-of-source splits first (whole sources), then train/val/test among the records that stay.
     held_out = cfg.source_val_size + cfg.source_test_size > 0
+    # place: 0 stays (for train/val/test), 1 val_source, 2 test_source; the split's own assignment, sources as groups
     by_source = SplitKeys.read(read_records(source), "source") if held_out else None
-    place = (hold_out_sources(by_source, cfg.source_val_size, cfg.source_test_size, cfg.stratify_by_lang,
-                              ctx.config.run.seed) if held_out else None)
+    place = (assign(by_source, cfg.source_val_size, cfg.source_test_size, cfg.stratify_by_lang, ctx.config.run.seed)
+             if held_out else None)
     staying = (lambda k: True) if place is None else (lambda k: place[k] == 0)
     kept = (r for k, r in enumerate(read_records(source)) if staying(k))
     keys = SplitKeys.read(kept, cfg.group_key)
     split = assign(keys, cfg.val_size, cfg.test_size, cfg.stratify_by_lang, ctx.config.run.seed)
     names = SPLITS + (SOURCE_SPLITS if held_out else ())
-    _check_labels(ctx, {name: keys.tally(split == k, 0) for k, name in enumerate(SPLITS)}, len(keys))
+    per_label = {name: keys.tally(split == k, 0) for k, name in enumerate(SPLITS)}
+    _check_labels(ctx, per_label, len(keys))
     held = {name: _held_tally(ctx, by_source, place, k + 1, name) for k, name in enumerate(SOURCE_SPLITS)
             if held_out}
     _write_splits(ctx, source, names, _record_splits(split, place))
@@ -149,7 +150,7 @@ def run(ctx: StageContext) -> dict:
     ctx.log("[split] " + ", ".join(f"{s} {n}" for s, n in zip(SPLITS, sizes))
             + "".join(f", {name} {h['records']} ({h['sources']} sources)" for name, h in held.items()))
     return {"in": len(keys) + (0 if place is None else int(np.count_nonzero(place))), **dict(zip(SPLITS, sizes)),
-            "per_label": {name: keys.tally(split == k, 0) for k, name in enumerate(SPLITS)},
+            "per_label": per_label,
             "per_lang": {name: keys.tally(split == k, 1) for k, name in enumerate(SPLITS)},
             "groups": keys.groups, "cross_split_exact_duplicates": keys.ids_across_splits(split),
             **({"out_of_source": held} if held_out else {})}

@@ -52,7 +52,7 @@ ADVICE: dict[str, Advice] = {
         "bigger batches, fewer evaluations, length-grouped batches and fast kernels",
         {"training.group_by_length": True, "model.use_flash_attention_2": True, "training.tf32": True,
          "training.per_device_train_batch_size": 8, "training.gradient_accumulation_steps": 4,
-         "training.eval_steps": 100, "training.save_steps": 100}),
+         "training.eval_per_epoch": 1}),
 }
 
 

@@ -284,7 +284,7 @@ class TrainingConfig(Section):
     eval_per_epoch: float = _f(0.0, "Evaluations per epoch, each followed by a checkpoint: the step interval is "
                                "computed from the training rows and the effective batch (at least 1 step), so the "
                                "cadence follows the dataset's size. 0 uses eval_steps / save_steps. Needs "
-                               "eval_strategy=steps.", "2-5 per epoch; `sgpipe train --dry-run` shows the steps.",
+                               "eval_strategy=steps (or no).", "2-5 per epoch; `sgpipe train --dry-run` shows the steps.",
                                ge=0.0, le=1000.0)
     save_total_limit: int = _f(2, "Checkpoints kept on disk (the best is always kept).", ge=1, le=1000)
     logging_steps: int = _f(10, "Steps between training-loss log lines.", ge=1, le=100_000)
@@ -319,9 +319,9 @@ class TrainingConfig(Section):
             raise ValueError("training.bf16 and training.fp16 are both true: choose one")
         if self.warmup_steps and self.warmup_ratio:
             raise ValueError("set training.warmup_steps or training.warmup_ratio, not both (the other to 0)")
-        if self.eval_per_epoch and self.eval_strategy != "steps":
-            raise ValueError(f"training.eval_per_epoch needs training.eval_strategy=steps, not "
-                             f"{self.eval_strategy!r} (or set training.eval_per_epoch=0)")
+        if self.eval_per_epoch and self.eval_strategy == "epoch":  # with "no" there is nothing to pace
+            raise ValueError("training.eval_per_epoch needs training.eval_strategy=steps, not 'epoch' (or set "
+                             "training.eval_per_epoch=0)")
         if self.early_stopping and not self.load_best_model_at_end:
             raise ValueError("training.early_stopping needs training.load_best_model_at_end=true")
         if self.load_best_model_at_end:

@@ -101,13 +101,15 @@ def training_plan(cfg: Config, train: Sequence[Record], val: Sequence[Record]) -
     t = cfg.training
     c = cadence(t, len(train), world_size())
     evaluating = t.eval_strategy != "no"
-    evaluations = (c.total_steps // c.eval_steps if t.eval_strategy == "steps" else
-                   math.ceil(c.total_steps / c.steps_per_epoch) if evaluating else 0)
+    interval = c.eval_steps if t.eval_strategy == "steps" else c.steps_per_epoch
+    # The most a run makes (early stopping may end it sooner): the untrained model's evaluation, one every `interval`
+    # steps, and the last step's when it is not one of those (transformers evaluates and saves at the last step).
+    evaluations = 1 + c.total_steps // interval + (c.total_steps % interval > 0) if evaluating else 0
     return {
         "train_rows": len(train), "val_rows": len(val), "world_size": world_size(), **asdict(c),
         "epochs": round(c.total_steps / c.steps_per_epoch, 3),
-        "evaluations": evaluations + (2 if evaluating else 0),  # + the untrained model's and the final one
-        "checkpoints": c.total_steps // c.save_steps if t.eval_strategy != "epoch" else evaluations,
+        "evaluations": evaluations,
+        "checkpoints": math.ceil(c.total_steps / c.save_steps) if t.eval_strategy != "epoch" else evaluations - 1,
         **_tokens(cfg, train),
         "model": cfg.model.model_id, "finetuning_type": cfg.model.finetuning_type,
         "vram_tier": (vram_tier(cfg) or "none of the vram-* presets' tiers") if cfg.model.model_id != TINY_MODEL_ID

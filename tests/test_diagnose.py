@@ -14,7 +14,8 @@ from pipeline.experiments.diagnose import DiagnoseError, check_memory, diagnose,
 from .conftest import TINY_CONFIG
 
 STEPS_PER_EPOCH = 10
-PLAN = ["training.num_epochs=6", "training.eval_steps=10", "training.save_steps=10", "training.logging_steps=5",
+PLAN = ["training.num_epochs=6", "training.eval_per_epoch=0", "training.eval_steps=10", "training.save_steps=10",
+        "training.logging_steps=5",
         "training.warmup_ratio=0.05", "training.lr_scheduler_type=linear", "training.label_smoothing_factor=0.1"]
 
 

@@ -24,7 +24,8 @@ from .conftest import TINY_CONFIG, TINY_DATA
 
 OVERRIDES = [f"data.ingest.inputs=[{TINY_DATA}]", "data.dedup.workers=1", "model.finetuning_type=lora",
              "lora.r=4", "model.bnb_4bit_compute_dtype=float16",  # not the default: it must travel to every loader
-             "training.max_steps=4", "training.eval_steps=2", "training.save_steps=2", "training.torch_threads=1",
+             "training.max_steps=4", "training.eval_per_epoch=0", "training.eval_steps=2", "training.save_steps=2",
+             "training.torch_threads=1",
              "evaluation.baseline=false", "evaluation.bootstrap_samples=0"]
 
 
@@ -106,3 +107,17 @@ def test_log_history_begins_with_the_untrained_evaluation(recorded):
     counts = json.loads((run_dir / "train" / "manifest.json").read_text())["counts"]
     assert counts["val_loss_start"] == history[0]["eval_loss"]
     assert sum(1 for h in history if h.get("step") == 0 and "eval_loss" in h) == 1
+
+
+def test_dry_run_plan_counts_the_evaluations_and_checkpoints_the_run_made(recorded):
+    """The plan `train --dry-run` prints is what training does: the untrained evaluation, one every eval_steps, and
+    the last step's only when it is not already one of those (counted once, not twice)."""
+    from pipeline.plan import training_plan
+
+    run_dir, cfg, *_ = recorded
+    plan = training_plan(cfg, list(read_records(run_dir / "balance" / "train.jsonl")),
+                         list(read_records(run_dir / "split" / "val.jsonl")))
+    history = json.loads((run_dir / "train" / "log_history.json").read_text())
+    evaluated = [h["step"] for h in history if "eval_loss" in h]
+    assert evaluated == sorted(set(evaluated))  # no step evaluated twice
+    assert plan["evaluations"] == len(evaluated) and plan["total_steps"] == max(evaluated)

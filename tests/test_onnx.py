@@ -187,7 +187,8 @@ def test_train_stage_writes_a_current_onnx_graph_predict_picks_up(tmp_path, tiny
     from pipeline.config import load_config
     from pipeline.run.runner import run_pipeline
 
-    fast = ["training.max_steps=2", "training.eval_steps=2", "training.save_steps=2", "training.torch_threads=1"]
+    fast = ["training.max_steps=2", "training.eval_per_epoch=0", "training.eval_steps=2", "training.save_steps=2",
+            "training.torch_threads=1"]
     cfg = load_config(TINY_CONFIG, overrides=[*tiny_overrides, *fast])
     run_pipeline(cfg, tmp_path, until="train", log=lambda m: None)
     clf, why = open_fast(tmp_path)

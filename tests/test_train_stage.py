@@ -108,8 +108,8 @@ def test_ddp_on_cpu_with_two_processes(tmp_path, tiny_overrides):
 
     cfg = load_config(TINY_CONFIG, overrides=tiny_overrides)
     run_pipeline(cfg, tmp_path, until="balance", log=lambda m: None)
-    sets = sum((["--set", o] for o in [*tiny_overrides, "training.max_steps=4", "training.eval_steps=2",
-                                       "training.save_steps=2", "training.torch_threads=1"]), [])
+    sets = sum((["--set", o] for o in [*tiny_overrides, "training.max_steps=4", "training.eval_per_epoch=0",
+                                       "training.eval_steps=2", "training.save_steps=2", "training.torch_threads=1"]), [])
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "pipeline.cli",
                            "train", "--config", str(TINY_CONFIG), "--run-dir", str(tmp_path), *sets],
                           capture_output=True, text=True, timeout=300)

@@ -46,6 +46,10 @@ def training_arguments(cfg: Config, output_dir: Path, device: str, log, train_ro
         log("[train] bf16/fp16/tf32 are GPU features: training in fp32 on CPU")
     evaluating = t.eval_strategy != "no"
     steps = cadence(t, train_rows, world_size())
+    if evaluating and t.eval_per_epoch:
+        log(f"[train] evaluating every {steps.eval_steps} steps ({steps.steps_per_epoch} an epoch, "
+            f"training.eval_per_epoch={t.eval_per_epoch:g}; training.eval_steps is not used: set eval_per_epoch=0 "
+            "to use it)")
     return SFTConfig(
         output_dir=str(output_dir),
         per_device_train_batch_size=t.per_device_train_batch_size,

@@ -414,17 +414,20 @@ def sweep_(config: Optional[Path] = ConfigOpt, preset: List[str] = PresetOpt, se
                                        "holds --trials."),
            sweep_dir: Optional[Path] = typer.Option(None, "--sweep-dir", help="Default: runs/<run.name>-sweep."),
            metric: str = typer.Option("val_loss", "--metric", help="Objective: a validation metric or "
-                                      "train_seconds.")):
+                                      "train_seconds."),
+           seeds: Optional[str] = typer.Option(None, "--seeds", help="Grid search: run every config once per seed "
+                                               "(e.g. 1,2,3: run.seed, so split, init and data order); sweep.json's "
+                                               "configs table gives each config's mean and sd over them.")):
     """A baseline, then one full run per trial, data stages computed once; then the comparison table."""
     from pipeline.experiments.compare import compare, to_markdown
     from pipeline.experiments.compare import write as write_comparison
-    from pipeline.experiments.sweep import parse_grid, sweep
+    from pipeline.experiments.sweep import parse_grid, parse_seeds, sweep
 
     if config is None and DEFAULT_CONFIG.is_file():
         config = DEFAULT_CONFIG
     where, done = sweep(config, parse_grid(grid), one_at_a_time=one_at_a_time, base_overrides=set_,
                         presets=preset, inputs=input_ or None, sweep_dir=sweep_dir, search=search, trials=trials,
-                        storage=storage, study=study, worker=worker, metric=metric,
+                        storage=storage, study=study, worker=worker, metric=metric, seeds=parse_seeds(seeds),
                         log=lambda m: console.print(_display(m), markup=False))
     comparison = compare([where], metric)
     files = write_comparison(comparison, where / "compare")

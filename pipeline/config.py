@@ -109,10 +109,24 @@ class SplitConfig(Section):
     group_key: Literal["none", "group", "source"] = _f(
         "group", "Record field whose values never straddle splits (records without it are their own group).")
     stratify_by_lang: bool = _f(True, "Stratify by label and language (falls back to label where a cell is too small).")
+    source_val_size: float = _f(0.0, "Fraction of all records held out FIRST, in whole sources (the records' `source` "
+                                "field), as the val_source split: an out-of-source validation set that no training, "
+                                "val or test script shares a source with. Evaluate reports the model and the baseline "
+                                "on it beside val; training.select_on=val_source selects on it. 0: no such split. "
+                                "val_size and test_size then apply to the remaining records.",
+                                "0.1-0.2 when the data has many sources; figures on a few sources are noisy.",
+                                ge=0.0, le=0.3)
+    source_test_size: float = _f(0.0, "Fraction of all records held out first, in whole sources, as the test_source "
+                                 "split: read once by evaluate, beside test, to show how the model does on sources "
+                                 "it never met. 0: no such split.", ge=0.0, le=0.3)
+
     @model_validator(mode="after")
     def _check(self):
         if self.val_size + self.test_size > 0.6:
             raise ValueError("data.split.val_size + data.split.test_size must be at most 0.6 to leave a training set.")
+        if self.source_val_size + self.source_test_size > 0.4:
+            raise ValueError("data.split.source_val_size + data.split.source_test_size must be at most 0.4 to leave "
+                             "records for train/val/test.")
         return self
 
 
@@ -292,6 +306,11 @@ class TrainingConfig(Section):
     load_best_model_at_end: bool = _f(True, "Finish with the best checkpoint by metric_for_best_model.",
                                       "Always true: the last checkpoint may be overfitted.")
     metric_for_best_model: BestMetric = _f("eval_loss", "Validation metric that picks the best checkpoint.")
+    select_on: Literal["val", "val_source"] = _f(
+        "val", "Split that evaluations during training read, so the one early stopping and the best checkpoint "
+        "follow: val (in-distribution) or val_source (whole sources the model never trains on; needs "
+        "data.split.source_val_size > 0). The threshold is always chosen on val.",
+        "val_source when new scripts will come from sources unlike the training data.")
     early_stopping: bool = _f(True, "Stop when the validation metric stops improving.")
     early_stopping_patience: int = _f(2, "Evaluations without improvement before stopping.",
                                       "patience x eval_steps = 100-200 steps.", ge=1, le=100)
@@ -387,6 +406,13 @@ class Config(Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     report: ReportConfig = ReportConfig()
     tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _check_selection_split(self):
+        if self.training.select_on == "val_source" and not self.data.split.source_val_size:
+            raise ValueError("training.select_on=val_source needs an out-of-source validation split: set "
+                             "data.split.source_val_size (e.g. 0.15) or use training.select_on=val")
+        return self
 
     def get(self, dotted: str) -> Any:
         return get_dotted(self, dotted)

@@ -8,7 +8,8 @@ import pytest
 from pipeline.experiments.compare import compare
 from pipeline.config import load_config
 from pipeline.experiments.diagnose import diagnose
-from pipeline.experiments.sweep import DATA_STAGES, Range, SweepError, data_keys_changed, parse_grid, plan_grid, sweep
+from pipeline.experiments.sweep import (DATA_STAGES, Range, SweepError, data_keys_changed, parse_grid, parse_seeds,
+                                        plan_grid, sweep)
 from pipeline.experiments.tracking import run_tags
 
 from .conftest import FAST_TRAINING, TINY_CONFIG, TINY_INPUTS
@@ -138,4 +139,41 @@ def test_bad_sweeps_are_refused_before_anything_runs(tmp_path):
         sweep(TINY_CONFIG, parse_grid(["lora.r=8,16"]), base_overrides=FAST, sweep_dir=where, metric="test_roc_auc")
     with pytest.raises(SweepError, match="--trials"):
         sweep(TINY_CONFIG, parse_grid(["lora.r=8,16"]), base_overrides=FAST, sweep_dir=where, search="tpe")
+    with pytest.raises(SweepError, match="--seeds is for --search grid"):
+        sweep(TINY_CONFIG, parse_grid(["lora.r=8..16"]), base_overrides=FAST, sweep_dir=where, search="tpe",
+              trials=2, seeds=[1, 2])
+    with pytest.raises(SweepError, match="distinct"):
+        sweep(TINY_CONFIG, parse_grid(["lora.r=8,16"]), base_overrides=FAST, sweep_dir=where, seeds=[1, 1])
+    with pytest.raises(SweepError, match="use --seeds"):
+        sweep(TINY_CONFIG, parse_grid(["run.seed=1,2"]), base_overrides=FAST, sweep_dir=where, seeds=[1, 2])
+    with pytest.raises(SweepError, match="integers"):
+        parse_seeds("1,two")
+    assert parse_seeds("1, 2,3") == [1, 2, 3] and parse_seeds(None) is None
     assert not where.exists()
+
+
+def test_seeds_run_every_config_once_per_seed_on_that_seeds_data(tmp_path):
+    lines = []
+    sweep_dir, trials = sweep(TINY_CONFIG, parse_grid(["training.learning_rate=3e-3"]), one_at_a_time=True,
+                              base_overrides=[*FAST, "training.max_steps=4", "training.eval_steps=2",
+                                              "training.save_steps=2", "report.faithfulness_scripts=0",
+                                              "report.explain_lines=0"],
+                              sweep_dir=tmp_path / "seeded", seeds=[1, 2], log=lines.append)
+    assert [t.name for t in trials] == ["000-baseline-s1", "000-baseline-s2", "001-learning_rate-0.003-s1",
+                                        "001-learning_rate-0.003-s2"]
+    assert all(t.status == "ok" and t.reused == list(DATA_STAGES) for t in trials)  # each seed's data, computed once
+    for t in trials:
+        trial_dir = sweep_dir / "trials" / t.name
+        assert load_config(trial_dir / "config.yaml").run.seed == t.seed
+        shared = sweep_dir / f"data-s{t.seed}" / "split" / "val.jsonl"
+        assert (trial_dir / "split" / "val.jsonl").stat().st_ino == shared.stat().st_ino
+    val = {seed: (sweep_dir / f"data-s{seed}" / "split" / "val.jsonl").read_text() for seed in (1, 2)}
+    assert val[1] != val[2]  # the seed moves the split too
+    table = json.loads((sweep_dir / "sweep.json").read_text())
+    assert table["seeds"] == [1, 2]
+    by = {json.dumps(c["changes"]): c for c in table["configs"]}
+    base, lr = by["{}"], by['{"training.learning_rate": 0.003}']
+    assert base["seeds"] == [1, 2] and base["n"] == 2 and lr["n"] == 2
+    values = [t.value for t in trials if not t.changes]
+    assert base["mean"] == pytest.approx(sum(values) / 2)
+    assert base["sd"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5)

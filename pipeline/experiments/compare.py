@@ -27,13 +27,17 @@ TRIALS = "trials"  # a sweep directory's folder of trial runs
 
 # name -> (direction, meaning). Validation metrics first: they are the ones to choose by.
 METRICS: dict[str, tuple[str, str]] = {
-    "val_loss": ("minimize", "validation loss of the final (best) checkpoint, unsmoothed two-label cross-entropy"),
-    "val_roc_auc": ("maximize", "validation ROC AUC of the final checkpoint"),
+    "val_loss": ("minimize", "validation loss of the final (best) checkpoint, unsmoothed two-label cross-entropy, on "
+                             "the split training selected on (training.select_on: val unless set)"),
+    "val_roc_auc": ("maximize", "validation ROC AUC of the final checkpoint (on the selection split, as val_loss)"),
     "val_balanced_accuracy": ("maximize", "validation balanced accuracy at 0.5"),
+    "val_source_loss": ("minimize", "log loss on the out-of-source validation split (data.split.source_val_size)"),
+    "val_source_roc_auc": ("maximize", "ROC AUC on the out-of-source validation split"),
     "test_loss": ("minimize", "test log loss of P(malicious)"),
     "test_roc_auc": ("maximize", "test ROC AUC"),
     "test_sensitivity": ("maximize", "test sensitivity at the chosen threshold"),
     "test_specificity": ("maximize", "test specificity at the chosen threshold"),
+    "test_source_roc_auc": ("maximize", "ROC AUC on the out-of-source test split (data.split.source_test_size)"),
     "train_seconds": ("minimize", "wall-clock seconds of the train stage"),
 }
 # Labels rather than parameters: they differ between any two runs and say nothing about the result.
@@ -66,6 +70,8 @@ def run_metrics(run_dir: Path) -> dict[str, float | None]:
     out["test_loss"] = _number(test.get("eval_loss"))
     for name in ("roc_auc", "sensitivity", "specificity"):
         out["test_" + name] = _number(test.get(name))
+    for name in ("val_source_loss", "val_source_roc_auc", "test_source_roc_auc"):
+        out[name] = _number(test.get(name))
     return out
 
 

@@ -4,6 +4,7 @@ The method: start from a baseline, change one parameter at a time (or search a g
 compare every trial with the baseline. Layout of a sweep directory:
 
     <sweep>/data/                 the data stages (ingest .. balance) of the base config, computed once
+    <sweep>/data-s<N>/            ... one per seed with --seeds (the split follows run.seed)
     <sweep>/trials/<name>/        one full run per trial: config.yaml, trial.json, ingest/ .. report/
     <sweep>/reports/              the trials' report mirrors
     <sweep>/sweep.json            the table of trials (status, changes, objective, stages run and reused)
@@ -22,6 +23,11 @@ asking). A trial that fails (bad combination, crash, out of memory) is recorded 
 
 Trials are chosen by a validation metric (val_loss by default); test metrics are refused as objectives because
 tuning on the test split makes its figures a selection result.
+
+Seeds (`--seeds 1,2,3`, grid search): every config runs once per seed (run.seed: the split, the initialisation and
+the data order), its trials named `<trial>-s<N>`; sweep.json's `configs` table gives each config's objective as mean
+and standard deviation over its seeds. Single runs of one config on small data spread over several AUC points, so
+one seed per config ranks noise.
 """
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import sys
 import time
 import traceback
@@ -85,6 +92,7 @@ class Trial:
     seconds: float = 0.0
     error: str | None = None
     optuna_number: int | None = None
+    seed: int | None = None  # run.seed of this trial, with --seeds (else the base config's)
 
 
 # ------------------------------------------------------------------------------------------------ the grid
@@ -135,6 +143,16 @@ def parse_grid(items: list[str]) -> Space:
             raise SweepError(f"--grid {item}: no values")
         space[key] = [v for i, v in enumerate(values) if v not in values[:i]]  # a repeated value runs once
     return space
+
+
+def parse_seeds(raw: str | None) -> list[int] | None:
+    """'1,2,3' -> [1, 2, 3] (None stays None: one run per config at the config's seed)."""
+    if raw is None:
+        return None
+    try:
+        return [int(x) for x in raw.split(",") if x.strip()]
+    except ValueError:
+        raise SweepError(f"--seeds {raw!r}: give integers separated by commas, e.g. --seeds 1,2,3") from None
 
 
 def _override(key: str, value: Any) -> str:
@@ -189,6 +207,10 @@ class Sweep:
     def data_dir(self) -> Path:
         return self.sweep_dir / "data"
 
+    def data_dir_for(self, seed: int | None) -> Path:
+        """The prepared data a trial links to: one folder per seed with --seeds (the split follows run.seed)."""
+        return self.data_dir if seed is None else self.sweep_dir / f"data-s{seed}"
+
     def config(self, changes: dict[str, Any], extra: list[str] = ()) -> Config:
         return load_config(self.config_path, self.presets,
                            [*self.base_overrides, *(_override(k, v) for k, v in changes.items()), *extra],
@@ -213,11 +235,12 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def prepare_data(s: Sweep) -> list[str]:
-    """Bring the base config's data stages up to date in <sweep>/data; returns the stages that ran (none when
-    cached). Trials link to these."""
+def prepare_data(s: Sweep, seed: int | None = None) -> list[str]:
+    """Bring the base config's data stages (at `seed`, when given) up to date in their data folder; returns the stages
+    that ran (none when cached). Trials link to these."""
+    base = s.base if seed is None else s.config({}, [_override("run.seed", seed)])
     with _locked(s.sweep_dir / ".data.lock"):
-        return run_pipeline(s.base, s.data_dir, until="balance", log=lambda m: s.log(f"[data] {m}"))
+        return run_pipeline(base, s.data_dir_for(seed), until="balance", log=lambda m: s.log(f"[data] {m}"))
 
 
 def data_digest(data_dir: Path) -> str:
@@ -262,11 +285,12 @@ def run_trial(s: Sweep, trial: Trial, tags: list[str]) -> Trial:
         with open(trial_dir / "log.txt", "a", encoding="utf-8") as log_file:
             extra = [_override("run.name", f"{s.base.run.name}-{trial.name}"[:128]),
                      _override("report.dir", str(s.sweep_dir / "reports")),
-                     _override("tracking.tags", [*s.base.tracking.tags, *tags])]
+                     _override("tracking.tags", [*s.base.tracking.tags, *tags]),
+                     *([_override("run.seed", trial.seed)] if trial.seed is not None else [])]
             cfg = s.config(trial.changes, extra)
             (trial_dir / CONFIG_FILE).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
                                                  encoding="utf-8")
-            seed_trial(s.data_dir, trial_dir)
+            seed_trial(s.data_dir_for(trial.seed), trial_dir)
             # the trainer's progress bars and metric prints go to the trial's log too, not between trial lines
             with contextlib.redirect_stdout(log_file), contextlib.redirect_stderr(log_file):
                 trial.ran = run_pipeline(cfg, trial_dir, log=lambda m: print(m, file=log_file, flush=True))
@@ -403,20 +427,53 @@ def optuna_trials(s: Sweep, space: Space, search: str, trials: int, storage: str
 
 
 # ------------------------------------------------------------------------------------------------ the sweep
+def _seeded(name: str, seed: int | None) -> str:
+    return name if seed is None else f"{name}-s{seed}"
+
+
+def _check_seeds(seeds: list[int] | None, search: str, grid: Space) -> None:
+    if seeds is None:
+        return
+    if search != "grid":
+        raise SweepError("--seeds is for --search grid: random and TPE search sample one run per trial")
+    if not seeds or len(set(seeds)) != len(seeds) or any(not isinstance(x, int) or x < 0 for x in seeds):
+        raise SweepError(f"--seeds {seeds}: give distinct non-negative integers, e.g. --seeds 1,2,3")
+    if "run.seed" in grid:
+        raise SweepError("--grid run.seed and --seeds both set the seed: use --seeds")
 def write_table(s: Sweep, settings: dict) -> Path:
-    """sweep.json: every trial found in the sweep directory (other workers' included), in name order."""
+    """sweep.json: every trial found in the sweep directory (other workers' included), in name order, and with
+    seeds each config's objective over its seeds."""
     rows = [read_json(p / TRIAL_FILE) for p in sorted((s.sweep_dir / TRIALS).glob("*")) if (p / TRIAL_FILE).is_file()]
     path = s.sweep_dir / "sweep.json"
-    write_json(path, {**settings, "trials": rows})
+    configs = by_config(rows) if any(r.get("seed") is not None for r in rows) else None
+    write_json(path, {**settings, "trials": rows, **({"configs": configs} if configs is not None else {})})
     return path
+
+
+def by_config(rows: list[dict]) -> list[dict]:
+    """One row per config (its changes): the objective's mean and sample standard deviation over the seeds whose
+    trial succeeded, the seeds, and how many trials failed; in the order the configs were first met."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(json.dumps(row["changes"], sort_keys=True), []).append(row)
+    table = []
+    for key, trials in groups.items():
+        values = [t["value"] for t in trials if t.get("status") == "ok" and t.get("value") is not None]
+        table.append({"changes": json.loads(key), "seeds": sorted(t.get("seed") for t in trials if t.get("seed") is not None),
+                      "n": len(values), "failed": sum(t.get("status") == "failed" for t in trials),
+                      "mean": statistics.fmean(values) if values else None,
+                      "sd": statistics.stdev(values) if len(values) > 1 else None})
+    return table
 
 
 def sweep(config_path: str | Path | None, grid: Space, *, one_at_a_time: bool = False,
           base_overrides: list[str] = (), presets: list[str] = (), inputs: list[str] | None = None,
           sweep_dir: str | Path | None = None, search: str = "grid", trials: int | None = None,
           storage: str | None = None, study: str | None = None, worker: bool = False, metric: str = "val_loss",
-          baseline: bool = True, log: Callable[[str], None] = print) -> tuple[Path, list[Trial]]:
-    """Run a sweep; returns the sweep directory and the trials this process ran (the baseline first)."""
+          baseline: bool = True, seeds: list[int] | None = None,
+          log: Callable[[str], None] = print) -> tuple[Path, list[Trial]]:
+    """Run a sweep; returns the sweep directory and the trials this process ran (the baseline first). With `seeds`
+    (grid search) every config runs once per seed."""
     if search not in SEARCHES:
         raise SweepError(f"--search must be one of {', '.join(SEARCHES)}, not {search!r}")
     if metric not in METRICS or metric.startswith("test_"):
@@ -434,6 +491,7 @@ def sweep(config_path: str | Path | None, grid: Space, *, one_at_a_time: bool = 
         raise SweepError(f"--search {search} needs the space: --grid KEY=V1,V2 (choices) or --grid KEY=LOW..HIGH")
     elif one_at_a_time:
         raise SweepError("--one-at-a-time is a grid plan: use it with --search grid")
+    _check_seeds(seeds, search, grid)
 
     base = load_config(config_path, list(presets), list(base_overrides), inputs)
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else Path("runs") / f"{base.run.name}-sweep"
@@ -447,21 +505,26 @@ def sweep(config_path: str | Path | None, grid: Space, *, one_at_a_time: bool = 
                 raise SweepError(f"--grid {key}={value!r}: {e}") from None
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    ran = prepare_data(s)
-    log(f"[sweep] data stages in {s.data_dir}: " + (f"computed ({', '.join(ran)})" if ran else "cached"))
+    for seed in seeds or [None]:
+        ran = prepare_data(s, seed)
+        log(f"[sweep] data stages in {s.data_dir_for(seed)}: " + (f"computed ({', '.join(ran)})" if ran else "cached"))
     study_name = study or f"sgpipe-{base.run.name}"
     tags = [f"sweep:{study_name if search != 'grid' else sweep_dir.name}"]
     done: list[Trial] = []
     if baseline and not worker:
-        done.append(run_trial(s, Trial("000-baseline", "baseline", {}), ["phase:baseline", *tags]))
+        for seed in seeds or [None]:
+            done.append(run_trial(s, Trial(_seeded("000-baseline", seed), "baseline", {}, seed=seed),
+                                  ["phase:baseline", *tags]))
     if search == "grid":
         for i, changes in enumerate(plan_grid(base, grid, one_at_a_time), 1):
-            done.append(run_trial(s, Trial(f"{i:03d}-{_label(changes)}", "sweep", changes), ["phase:sweep", *tags]))
+            for seed in seeds or [None]:  # a config's seeds one after another: an interrupted sweep has whole configs
+                trial = Trial(_seeded(f"{i:03d}-{_label(changes)}", seed), "sweep", changes, seed=seed)
+                done.append(run_trial(s, trial, ["phase:sweep", *tags]))
     else:
         url = storage or f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
         done += optuna_trials(s, grid, search, trials, url, study_name, worker, ["phase:sweep", *tags])
     settings = {"config": str(config_path), "presets": list(presets), "overrides": list(base_overrides),
-                "search": search, "one_at_a_time": one_at_a_time, "metric": metric,
+                "search": search, "one_at_a_time": one_at_a_time, "metric": metric, "seeds": seeds,
                 "grid": _space_json(grid), "study": study_name if search != "grid" else None}
     write_table(s, settings)
     for t in done:

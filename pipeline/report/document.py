@@ -18,7 +18,7 @@ def document(a: Inputs) -> list[Block]:
     blocks += _headline(a) + _threshold(a) + _confusion(a)
     blocks += _groups("Per language", m["per_lang"], m["baseline"]["per_lang"] if m["baseline"] else None)
     blocks += _groups("Per source", m["per_source"], m["baseline"]["per_source"] if m["baseline"] else None)
-    blocks += _side_by_side(a) + _language_thresholds(a)
+    blocks += _side_by_side(a) + _language_thresholds(a) + _out_of_source(a)
     blocks += [Heading("Plots")] + [_plot(a, f) for f in PLOTS if f != "training.png"]
     blocks += data_story(a) + _training(a) + _conflicts(a)
     blocks += [Heading("Worst examples")]
@@ -125,6 +125,30 @@ def _language_thresholds(a: Inputs) -> list[Block]:
                  "at the per-language ones. predict uses the global threshold."),
             Table(["language", "val n", "threshold", "from", "val bootstrap p5-p95", "sensitivity (global)",
                    "specificity (global)", "sensitivity (per language)", "specificity (per language)"], rows)]
+
+
+def _out_of_source(a: Inputs) -> list[Block]:
+    """ROC AUC on the splits of whole held-out sources (data.split.source_*_size) beside test's, per language."""
+    held = a.metrics.get("out_of_source")
+    if not held:
+        return []
+    m, base = a.metrics, a.metrics["baseline"]
+    sets = [("test", {"model": {"n": m["n"], "roc_auc": m["roc_auc"], "per_lang": m["per_lang"]}, "baseline": base}),
+            *held.items()]
+    rows = []
+    for lang in ["all", *sorted({lang for _, f in sets for lang in f["model"].get("per_lang", {})})]:
+        row = [lang]
+        for _, f in sets:
+            g = f["model"] if lang == "all" else dig(f["model"], "per_lang", lang) or {}
+            b = (f.get("baseline") or {}) if lang == "all" else dig(f.get("baseline") or {}, "per_lang", lang) or {}
+            row += [val(g.get("n")), num(g.get("roc_auc")), num(b.get("roc_auc"))]
+        rows.append(row)
+    selected = dig(a.manifests, "train", "config", "training", "select_on") or "val"
+    return [Heading("Out-of-source figures"),
+            Para("val_source and test_source hold whole sources that no training, val or test script shares: how the "
+                 "model does on collections it never met, beside test (in-distribution). The checkpoint was selected "
+                 f"on {selected}; every threshold comes from val. Figures on a few sources move a lot between seeds."),
+            Table(["language", *[f"{name} {col}" for name, _ in sets for col in ("n", "model", "baseline")]], rows)]
 
 
 def _plot(a: Inputs, file: str) -> Block:

@@ -58,6 +58,7 @@ def report_metrics(evaluated: dict, chosen: dict, manifests: dict[str, dict]) ->
             "ensemble": ({**summarise(ens, ens["threshold"]), "name": ens.get("name"), "weights": ens.get("weights")}
                          if ens else None),
             "per_language_thresholds": evaluated.get("per_language_thresholds"),
+            "out_of_source": evaluated.get("out_of_source"),
             "counts": {s: manifests[s].get("counts", {}) for s in UPSTREAM},
             "val_n": evaluated.get("val_n")}
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from pipeline.run.records import Record, RecordWriter, read_records, text_id
 from pipeline.run.runner import StageContext
+from pipeline.stages.split import SOURCE_SPLITS
 from pipeline.neardup import cross_pairs
 from ..transforms import augment_text
 from ..transforms.renaming import NameVocabulary, name_vocabulary
@@ -179,6 +180,9 @@ def run(ctx: StageContext) -> dict:
     cfg, seed = ctx.config.data.augment, ctx.config.run.seed
     originals = list(read_records(ctx.input("split", "train.jsonl")))
     held = {s: list(read_records(ctx.input("split", f"{s}.jsonl"))) for s in ("val", "test")}
+    for s in SOURCE_SPLITS:  # the out-of-source splits, where the run has them, are held out too
+        if (ctx.run_dir / "split" / f"{s}.jsonl").is_file():
+            held[s] = list(read_records(ctx.input("split", f"{s}.jsonl")))
     stats: Counter = Counter()
     made: list[Record] = []
     generated = 0

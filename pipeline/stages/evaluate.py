@@ -88,6 +88,9 @@ def run(ctx: StageContext) -> dict:
         if cfg.ensemble == "tfidf":
             base.save(ctx.out / "baseline.npz")
             result["ensemble"] = _ensemble(ctx, (y_val, s_val, b_val), (y_test, s_test, b_test), test)
+    held = _out_of_source(ctx, classifier, t, (base, b_chosen["threshold"]) if cfg.baseline else None)
+    if held:
+        result["out_of_source"] = held
     if cfg.per_language_thresholds:
         result["per_language_thresholds"] = _per_language(cfg, seed, (y_val, s_val, val), (y_test, s_test, test), t)
 
@@ -102,9 +105,49 @@ def run(ctx: StageContext) -> dict:
             + (f"; baseline ROC AUC {fmt(result['baseline']['roc_auc'])}" if cfg.baseline else "")
             + (f"; ensemble ROC AUC {fmt(result['ensemble']['roc_auc'])}" if "ensemble" in result else ""))
     keys = ("n", "sensitivity", "specificity", "roc_auc", "pr_auc", "eval_loss", "f1", "mcc")
-    return {"threshold": t, **{k: m[k] for k in keys},
+    for name, figures in held.items():
+        ctx.log(f"[evaluate] {name} (out-of-source) n={figures['model']['n']}: ROC AUC "
+                f"{fmt(figures['model']['roc_auc'])}" + (f"; baseline {fmt(figures['baseline']['roc_auc'])}"
+                                                          if "baseline" in figures else ""))
+    return {"threshold": t, **{k: m[k] for k in keys}, **_out_of_source_counts(held),
             **({"baseline_roc_auc": result["baseline"]["roc_auc"]} if cfg.baseline else {}),
             **({"ensemble_roc_auc": result["ensemble"]["roc_auc"]} if "ensemble" in result else {})}
+
+
+def _out_of_source(ctx: StageContext, classifier, threshold: float, baseline: tuple | None) -> dict:
+    """The model (and the baseline) on split's out-of-source splits, where the run has them: val_source and
+    test_source hold whole sources that train, val and test never saw (data.split.source_*_size). Each scorer keeps
+    the threshold it chose on val, so these figures say how the run as it stands does on unseen sources."""
+    from pipeline.stages.split import SOURCE_SPLITS
+
+    cfg, seed, out = ctx.config.evaluation, ctx.config.run.seed, {}
+    for name in SOURCE_SPLITS:
+        path = ctx.run_dir / "split" / f"{name}.jsonl"
+        records = list(read_records(path)) if path.is_file() else []
+        if not records:
+            continue
+        y = np.array([r.y for r in records])
+        scores = classifier.score_records(records, ctx.config.training.per_device_eval_batch_size)
+        out[name] = {"model": evaluate_scores(y, scores, threshold, records, cfg.bootstrap_samples, seed)}
+        write_predictions(ctx.out / f"{name}_predictions.jsonl", records, scores, threshold)
+        if baseline is not None:
+            base, b_threshold = baseline
+            b = base.predict_proba([r.text for r in records])
+            out[name]["baseline"] = {**evaluate_scores(y, b, b_threshold, records, cfg.bootstrap_samples, seed),
+                                     "threshold": b_threshold}
+    return out
+
+
+def _out_of_source_counts(held: dict) -> dict:
+    """The manifest's out-of-source figures (what compare and sweep read): <split>_roc_auc, <split>_loss, and the
+    baseline's ROC AUC."""
+    counts = {}
+    for name, figures in held.items():
+        counts[f"{name}_roc_auc"] = figures["model"]["roc_auc"]
+        counts[f"{name}_loss"] = figures["model"]["eval_loss"]
+        if "baseline" in figures:
+            counts[f"{name}_baseline_roc_auc"] = figures["baseline"]["roc_auc"]
+    return counts
 
 
 def _ensemble(ctx: StageContext, val: tuple, test: tuple, test_records: list[Record]) -> dict:

@@ -5,6 +5,11 @@ stratified by (label, language) where that cell is big enough to feed every spli
 stratum, groups are shuffled with the run seed and each goes to the split furthest below its target share.
 Val serves early stopping, checkpoint and threshold choice; test is read once, by evaluate.
 
+With data.split.source_val_size / source_test_size, whole sources (the records' `source`) are held out first as
+val_source / test_source, by the same assignment with sources as the groups: out-of-source splits that no train, val
+or test script shares a source with (what a random split cannot show: how the model does on a collection it never
+met). Train, val and test are then drawn from the remaining records.
+
 Split does not look for near-duplicates: dedup already removed them with the same shingles, so a recount here was 0
 by construction and cost as much as dedup. The leakage check runs where leakage can still arise, after augment
 (augmented train against val and test). `cross_split_exact_duplicates` counts ids that sit in more than one split
@@ -25,6 +30,8 @@ from pipeline.run.records import Record, RecordHead, RecordWriter, id_digest, re
 from pipeline.run.runner import StageContext, StageError
 
 SPLITS = ("train", "val", "test")
+# Out-of-source splits (data.split.source_val_size / source_test_size): whole sources held out before the split.
+SOURCE_SPLITS = ("val_source", "test_source")
 
 
 @dataclass
@@ -95,7 +102,7 @@ def assign(keys: SplitKeys, val_size: float, test_size: float, by_lang: bool, se
     top = np.ones(order.size, dtype=bool)
     top[1:] = group_of[1:] != group_of[:-1]
     majority = group_cell[order][top] % n_cells  # per group, by rank
-    min_cell = int(round(1 / min(val_size, test_size))) + 1
+    min_cell = int(round(1 / min(x for x in (val_size, test_size) if x > 0))) + 1
     label_lang = np.bincount(keys.cell, minlength=n_cells)
     key_of_cell = [(label, lang) if by_lang and label_lang[c] >= min_cell else (label, "*")
                    for c, (label, lang) in enumerate(keys.cells)]
@@ -105,6 +112,7 @@ def assign(keys: SplitKeys, val_size: float, test_size: float, by_lang: bool, se
     size = np.bincount(keys.group, minlength=keys.groups).tolist()
     rng = random.Random(seed)
     shares = {"train": 1 - val_size - test_size, "val": val_size, "test": test_size}
+    open_splits = [name for name in ("test", "val", "train") if shares[name] > 0]  # a 0 share gets no group
     split_of_group = np.empty(keys.groups, dtype=np.int8)
     for k in range(len(strata)):
         names = np.flatnonzero(stratum == k).tolist()  # the stratum's groups in name order
@@ -113,7 +121,7 @@ def assign(keys: SplitKeys, val_size: float, test_size: float, by_lang: bool, se
         filled = Counter()
         for g in names:
             # The split furthest below its target (ties: test, then val, so small strata still reach them).
-            target = min(("test", "val", "train"), key=lambda s: filled[s] - shares[s] * total)
+            target = min(open_splits, key=lambda s: filled[s] - shares[s] * total)
             filled[target] += size[g]
             split_of_group[g] = SPLITS.index(target)
     return split_of_group[keys.group]
@@ -123,25 +131,70 @@ def run(ctx: StageContext) -> dict:
     cfg = ctx.config.data.split
     source = ctx.input("dedup", "records.jsonl")
     # Pass 1 assigns splits from the records' heads (texts skipped); pass 2 copies each line into its split's file.
-    keys = SplitKeys.read((RecordHead.of_line(line) for _, line in record_lines(source)), cfg.group_key)
+    # Out-of-source splits first (whole sources), then train/val/test among the records that stay.
+    held_out = cfg.source_val_size + cfg.source_test_size > 0
+    heads = lambda: (RecordHead.of_line(line) for _, line in record_lines(source))  # noqa: E731
+    # place: 0 stays (for train/val/test), 1 val_source, 2 test_source; the split's own assignment, sources as groups
+    by_source = SplitKeys.read(heads(), "source") if held_out else None
+    place = (assign(by_source, cfg.source_val_size, cfg.source_test_size, cfg.stratify_by_lang, ctx.config.run.seed)
+             if held_out else None)
+    staying = (lambda k: True) if place is None else (lambda k: place[k] == 0)
+    kept = (r for k, r in enumerate(heads()) if staying(k))
+    keys = SplitKeys.read(kept, cfg.group_key)
     split = assign(keys, cfg.val_size, cfg.test_size, cfg.stratify_by_lang, ctx.config.run.seed)
+    names = SPLITS + (SOURCE_SPLITS if held_out else ())
     per_label = {name: keys.tally(split == k, 0) for k, name in enumerate(SPLITS)}
+    _check_labels(ctx, per_label, len(keys))
+    held = {name: _held_tally(ctx, by_source, place, k + 1, name) for k, name in enumerate(SOURCE_SPLITS)
+            if held_out}
+    _write_splits(ctx, source, names, _record_splits(split, place))
+    sizes = np.bincount(split, minlength=len(SPLITS)).tolist()
+    ctx.log("[split] " + ", ".join(f"{s} {n}" for s, n in zip(SPLITS, sizes))
+            + "".join(f", {name} {h['records']} ({h['sources']} sources)" for name, h in held.items()))
+    return {"in": len(keys) + (0 if place is None else int(np.count_nonzero(place))), **dict(zip(SPLITS, sizes)),
+            "per_label": per_label,
+            "per_lang": {name: keys.tally(split == k, 1) for k, name in enumerate(SPLITS)},
+            "groups": keys.groups, "cross_split_exact_duplicates": keys.ids_across_splits(split),
+            **({"out_of_source": held} if held_out else {})}
+
+
+def _check_labels(ctx: StageContext, per_label: dict, n: int) -> None:
+    """Both labels in the data and in every split, or a StageError that says the fix."""
     overall = set().union(*per_label.values())
     if len(overall) < 2:  # no split size can fix this: say so instead of suggesting one
-        raise StageError(f"the data holds {'/'.join(sorted(overall)) or 'no'} scripts only ({len(keys)} records): a "
+        raise StageError(f"the data holds {'/'.join(sorted(overall)) or 'no'} scripts only ({n} records): a "
                          "classifier needs both malicious and benign examples; add the other class to the inputs "
                          f"(see {ctx.run_dir / 'ingest' / 'rejected.jsonl'} if it was rejected)")
     for name in SPLITS:
         missing = {"malicious", "benign"} - set(per_label[name])
         if missing:
-            raise StageError(f"the {name} split has no {'/'.join(sorted(missing))} script ({len(keys)} records in "
+            raise StageError(f"the {name} split has no {'/'.join(sorted(missing))} script ({n} records in "
                              "all): add data, or lower data.split.val_size/test_size, or use data.split.group_key=none")
+
+
+def _record_splits(split: np.ndarray, place: np.ndarray | None) -> np.ndarray:
+    """Every record's output file, as an index into SPLITS + SOURCE_SPLITS (records in dedup's order)."""
+    if place is None:
+        return split
+    out = np.where(place > 0, place + len(SPLITS) - 1, 0)
+    out[place == 0] = split
+    return out
+
+
+def _held_tally(ctx: StageContext, by_source: SplitKeys, place: np.ndarray, k: int, name: str) -> dict:
+    """An out-of-source split's records, sources, labels and languages; a warning when it lacks a label (its ROC AUC
+    is then undefined: raise its size)."""
+    mask = place == k
+    labels = by_source.tally(mask, 0)
+    if mask.any() and len(labels) < 2:
+        ctx.log(f"[split] WARNING: {name} holds {'/'.join(labels)} scripts only: its ROC AUC is undefined; raise "
+                f"data.split.source_{name.split('_')[0]}_size so that it takes sources of both labels")
+    return {"records": int(np.count_nonzero(mask)), "sources": int(np.unique(by_source.group[mask]).size),
+            "per_label": labels, "per_lang": by_source.tally(mask, 1)}
+
+
+def _write_splits(ctx: StageContext, source, names: tuple[str, ...], where: np.ndarray) -> None:
     with ExitStack() as stack:
-        writers = [stack.enter_context(RecordWriter.open(ctx.out / f"{name}.jsonl")) for name in SPLITS]
+        writers = [stack.enter_context(RecordWriter.open(ctx.out / f"{name}.jsonl")) for name in names]
         for k, (_, line) in enumerate(record_lines(source)):  # dedup's order, which is deterministic
-            writers[split[k]].write_line(line)  # unchanged: the line dedup wrote is the one to_json would write
-    sizes = np.bincount(split, minlength=len(SPLITS)).tolist()
-    ctx.log("[split] " + ", ".join(f"{s} {n}" for s, n in zip(SPLITS, sizes)))
-    return {"in": len(keys), **dict(zip(SPLITS, sizes)), "per_label": per_label,
-            "per_lang": {name: keys.tally(split == k, 1) for k, name in enumerate(SPLITS)},
-            "groups": keys.groups, "cross_split_exact_duplicates": keys.ids_across_splits(split)}
+            writers[where[k]].write_line(line)  # unchanged: the line dedup wrote is the one to_json would write

@@ -140,7 +140,11 @@ def _setup(ctx: StageContext) -> _Session:
     except ValueError as e:
         raise StageError(str(e)) from None
     train_records = list(read_records(ctx.input("balance", "train.jsonl")))
-    val_records = list(read_records(ctx.input("split", "val.jsonl")))
+    # The selection split: val, or with training.select_on=val_source the whole sources held out of training
+    val_records = list(read_records(ctx.input("split", f"{t.select_on}.jsonl")))
+    if t.select_on != "val":
+        ctx.log(f"[train] evaluations, early stopping and the best checkpoint read {t.select_on} "
+                f"({len(val_records)} out-of-source scripts)")
     model, tokenizer, info = backends.load_model(
         m, cfg.lora, device=device, seed=cfg.run.seed,
         # the tiny model's tokenizer learns from distinct training texts only: val and test never shape it

@@ -39,7 +39,7 @@ import time
 
 import psutil
 
-from benchmarks.common import _busy_seconds, in_fresh_process
+from benchmarks.common import busy_cpu_seconds, in_fresh_process
 from benchmarks.synthetic import Corpus, make_corpus
 from pipeline.neardup import NearDuplicateIndex, jaccard, shingles
 from pipeline.run.records import TextsOnDisk, write_json
@@ -62,12 +62,12 @@ class Load:
 
     def __enter__(self) -> "Load":
         self.before = [round(x, 2) for x in os.getloadavg()]
-        self._start = (time.perf_counter(), _busy_seconds(), cpu_seconds())
+        self._start = (time.perf_counter(), busy_cpu_seconds(), cpu_seconds())
         return self
 
     def __exit__(self, *exc) -> None:
         self.after = [round(x, 2) for x in os.getloadavg()]
-        wall, busy, own = time.perf_counter(), _busy_seconds(), cpu_seconds()
+        wall, busy, own = time.perf_counter(), busy_cpu_seconds(), cpu_seconds()
         self.other_cores = None
         if busy is not None and self._start[1] is not None:
             others = (busy - self._start[1]) - (own - self._start[2])

@@ -168,15 +168,7 @@ def test_export_format_onnx_is_a_model_predict_runs(run_dir, tmp_path):
 def test_fast_path_imports_neither_torch_nor_transformers(run_dir, tmp_path):
     script = tmp_path / "a.ps1"
     script.write_text(MALICIOUS, encoding="utf-8")
-    code = ("import sys\nfrom pipeline.cli import app\n"
-            f"try:\n    app([{'predict'!r}, {str(script)!r}, '--run-dir', {str(run_dir)!r}, '--format', 'jsonl', "
-            f"'--config', {str(TINY_CONFIG)!r}])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "heavy = [m for m in ('torch', 'transformers', 'peft', 'trl', 'sklearn') if m in sys.modules]\n"
-            "assert not heavy, heavy\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.splitlines()[0])["score"] is not None
+    assert _predict_in_a_fresh_process_without_heavy_imports(script, run_dir)["score"] is not None
 
 
 def test_the_fast_path_reads_the_same_layout_as_the_classifier_module():
@@ -221,17 +213,9 @@ def test_ensemble_export_fast_path_imports_neither_torch_nor_sklearn(run_dir, tm
     assert CliRunner().invoke(app, ["export", str(out), "--run-dir", str(run), "--format", "onnx"]).exit_code == 0
     script = tmp_path / "a.ps1"
     script.write_text(MALICIOUS, encoding="utf-8")
-    code = ("import sys\nfrom pipeline.cli import app\n"
-            f"try:\n    app(['predict', {str(script)!r}, '--run-dir', {str(out)!r}, '--format', 'jsonl', "
-            f"'--config', {str(TINY_CONFIG)!r}])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "heavy = [m for m in ('torch', 'transformers', 'peft', 'trl', 'sklearn') if m in sys.modules]\n"
-            "assert not heavy, heavy\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert done.returncode == 0, done.stderr[-2000:]
+    row = _predict_in_a_fresh_process_without_heavy_imports(script, out)
     served = with_ensemble(classifier_module.open_classifier(run, device="cpu"), run)
     expected = served.score([MALICIOUS], ["powershell"])[0]
-    row = json.loads(done.stdout.splitlines()[0])
     assert abs(row["score"] - expected) < 1e-5 and row["verdict"] == ("malicious" if expected >= 0.4 else "benign")
 
 
@@ -261,3 +245,17 @@ def test_a_damaged_or_missing_ensemble_file_stops_export_and_predict_with_the_fi
     assert again.exit_code == 0 and not (out / "ensemble.json").exists()
     fast, why = open_fast(out)
     assert fast is not None and with_ensemble(fast, out) is fast, why
+
+
+def _predict_in_a_fresh_process_without_heavy_imports(script: Path, run_dir: Path) -> dict:
+    """`sgpipe predict SCRIPT --run-dir RUN` in a fresh interpreter, which must import none of torch, transformers,
+    peft, trl or sklearn; returns the first JSON line it printed."""
+    code = ("import sys\nfrom pipeline.cli import app\n"
+            f"try:\n    app(['predict', {str(script)!r}, '--run-dir', {str(run_dir)!r}, '--format', 'jsonl', "
+            f"'--config', {str(TINY_CONFIG)!r}])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "heavy = [m for m in ('torch', 'transformers', 'peft', 'trl', 'sklearn') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.splitlines()[0])

@@ -33,9 +33,11 @@ single 1 MB script), and a few MB while it fills empty bins.
 from __future__ import annotations
 
 import functools
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
+
+T = TypeVar("T", bound=Sequence)
 
 _U64 = np.uint64
 _MASK32 = _U64(0xFFFFFFFF)
@@ -111,18 +113,23 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
     return _POWERS[0][:n], _POWERS[1][:n]
 
 
-def _buffers(texts: Iterable[str]) -> Iterator[list[str]]:
-    """Consecutive groups of texts of about _BUFFER_CHARS characters (a longer text alone): hashed as one buffer."""
-    group: list[str] = []
+def groups_by_size(items: Iterable[T], budget: int) -> Iterator[list[T]]:
+    """Consecutive groups of items whose len()s add up to about `budget` (an item longer than that alone)."""
+    group: list[T] = []
     size = 0
-    for text in texts:
-        if group and size + len(text) > _BUFFER_CHARS:
+    for item in items:
+        if group and size + len(item) > budget:
             yield group
             group, size = [], 0
-        group.append(text)
-        size += len(text)
+        group.append(item)
+        size += len(item)
     if group:
         yield group
+
+
+def _buffers(texts: Iterable[str]) -> Iterator[list[str]]:
+    """Consecutive groups of texts of about _BUFFER_CHARS characters (a longer text alone): hashed as one buffer."""
+    return groups_by_size(texts, _BUFFER_CHARS)
 
 
 def shingle_arrays(texts: Iterable[str], ngram: int) -> list[np.ndarray]:

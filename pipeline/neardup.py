@@ -280,7 +280,7 @@ class NearDuplicateIndex:
                 roots = uf.roots(members)  # runs already one group need nothing (most, after a few bands)
                 split = np.minimum.reduceat(roots, starts) != np.maximum.reduceat(roots, starts)
                 runs = [members[s:s + k].tolist() for s, k in zip(starts[split].tolist(), sizes[split].tolist())]
-                for chunk in _chunks(runs, _PAIRS_AT_ONCE):
+                for chunk in minhash.groups_by_size(runs, _PAIRS_AT_ONCE):  # about _PAIRS_AT_ONCE texts each
                     # Hash the texts this chunk will likely verify in one call (a call per pair costs ~0.5 ms of numpy
                     # overhead); at most _PAIRS_AT_ONCE texts, so they stay in the cache while the chunk is joined.
                     cache.get(self._likely_verified(chunk, uf, apart))
@@ -386,20 +386,6 @@ class _ShingleCache:
         hashed = dict(zip((i for part in parts for i in part),
                           (arr for arrays in self._pool.map(minhash.shingle_arrays_task, tasks) for arr in arrays)))
         return [hashed[i] for i in ids]
-
-
-def _chunks(runs: list[list[int]], texts: int) -> Iterator[list[list[int]]]:
-    """Consecutive runs, grouped so that each group holds about `texts` texts (a longer run alone)."""
-    chunk: list[list[int]] = []
-    size = 0
-    for run in runs:
-        if chunk and size + len(run) > texts:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(run)
-        size += len(run)
-    if chunk:
-        yield chunk
 
 
 def _join_run(run: list[int], uf: UnionFind, near: Callable[[int, int], bool]) -> None:

@@ -39,7 +39,7 @@ import time
 
 import psutil
 
-from benchmarks.common import busy_cpu_seconds, in_fresh_process
+from benchmarks.common import OtherCpuUse, in_fresh_process, own_cpu_seconds
 from benchmarks.synthetic import Corpus, make_corpus
 from pipeline.neardup import NearDuplicateIndex, jaccard, shingles
 from pipeline.run.records import TextsOnDisk, write_json
@@ -50,42 +50,37 @@ GOAL_1M_S, GOAL_1M_MB = 100.0, 1024  # and of 1,000,000 scripts, with peak memor
 PART = 50_000  # --disk-sizes corpora are generated in parts of this many scripts
 
 
-def cpu_seconds() -> float:
-    """CPU seconds of this process and of its children that have ended (the index's worker processes)."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-class Load:
+class Load(OtherCpuUse):
     """The machine's load around the `with` block: `uptime`'s 1/5/15-minute load averages before and after, and the
     cores other processes kept busy meanwhile (all CPU time from /proc/stat minus this process's and its children's)."""
 
+    def __init__(self):
+        super().__init__(children=True)
+
     def __enter__(self) -> "Load":
         self.before = [round(x, 2) for x in os.getloadavg()]
-        self._start = (time.perf_counter(), busy_cpu_seconds(), cpu_seconds())
-        return self
+        return super().__enter__()
 
     def __exit__(self, *exc) -> None:
         self.after = [round(x, 2) for x in os.getloadavg()]
-        wall, busy, own = time.perf_counter(), busy_cpu_seconds(), cpu_seconds()
-        self.other_cores = None
-        if busy is not None and self._start[1] is not None:
-            others = (busy - self._start[1]) - (own - self._start[2])
-            self.other_cores = round(max(0.0, others) / (wall - self._start[0]), 2)
+        super().__exit__(*exc)
 
     def figures(self) -> dict:
-        return {"load_avg_before": self.before, "load_avg_after": self.after, "other_processes_cores": self.other_cores}
+        return {"load_avg_before": self.before, "load_avg_after": self.after, "other_processes_cores": self.cores}
 
 
 def timed_index(texts, threshold: float, workers: int) -> tuple[dict, list, list]:
     """Fit, pairs and clusters of one index: (wall and CPU seconds of each, pairs, clusters)."""
-    marks = [(time.perf_counter(), cpu_seconds())]
+    def mark() -> tuple[float, float]:  # wall, and CPU of this process and its ended workers
+        return time.perf_counter(), own_cpu_seconds(children=True)
+
+    marks = [mark()]
     index = NearDuplicateIndex(threshold=threshold, workers=workers).fit(texts)
-    marks.append((time.perf_counter(), cpu_seconds()))
+    marks.append(mark())
     pairs = index.pairs()
-    marks.append((time.perf_counter(), cpu_seconds()))
+    marks.append(mark())
     clusters = index.clusters()
-    marks.append((time.perf_counter(), cpu_seconds()))
+    marks.append(mark())
     times = {}
     for k, phase in enumerate(("fit", "pairs", "clusters")):
         times[f"{phase}_s"] = round(marks[k + 1][0] - marks[k][0], 2)

@@ -18,8 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import (OtherCpuUse, add_common_arguments, describe, in_fresh_process, load_scripts,
-                               machine_info, mean_and_spread, peak_rss_mib, print_table, reset_peak_rss, write_result)
+from benchmarks.common import (OtherCpuUse, add_common_arguments, add_step_arguments, check_step_arguments, describe,
+                               in_fresh_process, load_scripts, machine_info, mean_and_spread, peak_rss_mib, print_table,
+                               reset_peak_rss, write_result)
 
 SAMPLING = {"grouped": "group_by_length", "random": "random"}
 
@@ -93,15 +94,13 @@ def train_variant(sampling: str, texts: list[str], langs: list[str], labels: lis
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=3, help="first steps left out of the timing")
+    add_step_arguments(parser, steps=30)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--sampling", nargs="+", choices=sorted(SAMPLING), default=["grouped", "random"])
     add_common_arguments(parser)
     args = parser.parse_args(argv)
-    if args.steps <= args.warmup:
-        parser.error("--steps must be larger than --warmup")
+    check_step_arguments(parser, args)
 
     scripts = load_scripts(args.data)
     machine = machine_info(args.threads)

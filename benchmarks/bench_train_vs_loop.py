@@ -26,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import (REPO, OtherCpuUse, add_common_arguments, describe, load_scripts, machine_info,
-                               mean_and_spread, print_table, write_result)
+from benchmarks.common import (REPO, OtherCpuUse, add_common_arguments, add_step_arguments, check_step_arguments,
+                               describe, load_scripts, machine_info, mean_and_spread, print_table, write_result)
 
 GOAL = 1.3
 
@@ -161,14 +161,12 @@ def eval_seconds(trainer, rows, eval_steps: int) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--warmup", type=int, default=3, help="first steps left out of the timing")
+    add_step_arguments(parser, steps=40)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's table of the trainer's steps")
     add_common_arguments(parser)
     args = parser.parse_args(argv)
-    if args.steps <= args.warmup:
-        parser.error("--steps must be larger than --warmup")
+    check_step_arguments(parser, args)
 
     scripts = load_scripts(args.data)
     machine = machine_info(args.threads)

@@ -77,6 +77,17 @@ def load_scripts(path: str | None) -> Scripts:
     return Scripts(texts, langs, labels, f"{name} {file.name}: {len(texts)} scripts")
 
 
+def add_step_arguments(parser: argparse.ArgumentParser, steps: int) -> None:
+    """--steps and --warmup of a training benchmark; check them with `check_step_arguments` after parsing."""
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--warmup", type=int, default=3, help="first steps left out of the timing")
+
+
+def check_step_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.steps <= args.warmup:
+        parser.error("--steps must be larger than --warmup")
+
+
 def add_common_arguments(parser: argparse.ArgumentParser, threads: int = 2, data: bool = True) -> None:
     if data:
         parser.add_argument("--data", default=None,
@@ -134,15 +145,19 @@ def reset_peak_rss() -> float:
 
 class OtherCpuUse:
     """CPU time other processes used while in the `with` block, in cores (0 to cpu_count), from /proc/stat minus this
-    process's own use: on a shared machine, the figure that says how much a timing was slowed by others."""
+    process's own use (with `children`, also that of its child processes that ended: worker pools): on a shared
+    machine, the figure that says how much a timing was slowed by others."""
+
+    def __init__(self, children: bool = False):
+        self.children = children
 
     def __enter__(self) -> "OtherCpuUse":
         self.cores: float | None = None
-        self._start = (time.perf_counter(), busy_cpu_seconds(), _own_cpu_seconds())
+        self._start = (time.perf_counter(), busy_cpu_seconds(), own_cpu_seconds(self.children))
         return self
 
     def __exit__(self, *exc) -> None:
-        wall, busy, own = time.perf_counter(), busy_cpu_seconds(), _own_cpu_seconds()
+        wall, busy, own = time.perf_counter(), busy_cpu_seconds(), own_cpu_seconds(self.children)
         if busy is not None and self._start[1] is not None:
             others = (busy - self._start[1]) - (own - self._start[2])
             self.cores = round(max(0.0, others) / (wall - self._start[0]), 2)
@@ -159,9 +174,10 @@ def busy_cpu_seconds() -> float | None:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # user..steal; guest time is already in user
 
 
-def _own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+def own_cpu_seconds(children: bool = False) -> float:
+    """CPU seconds of this process; with `children`, plus those of its child processes that have ended."""
+    t = os.times()
+    return t.user + t.system + (t.children_user + t.children_system if children else 0.0)
 
 
 def in_fresh_process(fn: Callable, *args, **kwargs):

@@ -184,6 +184,13 @@ class TinyModelConfig(Section):
     num_layers: int = _f(2, "Transformer layers.", ge=1, le=48)
     num_heads: int = _f(4, "Attention heads.", ge=1, le=64)
     num_kv_heads: int = _f(2, "Key/value heads (grouped-query attention).", ge=1, le=64)
+    dropout: float = _f(0.0, "Dropout on embeddings, attention weights and residual branches while training.",
+                        ge=0.0, le=0.5)
+    warmup_epochs: float = _f(0.0, "Epochs of self-supervised next-token training on the distinct training scripts "
+                              "(no labels) before the classifier fine-tune: the random-init model's stand-in for "
+                              "pretraining (pipeline/model/pretrain.py). 0: off.", ge=0.0, le=20.0)
+    warmup_learning_rate: float = _f(1e-3, "Peak learning rate of that warm-up (AdamW, 5% warm-up, linear decay).",
+                                     gt=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _check(self):
@@ -280,6 +287,12 @@ class TrainingConfig(Section):
                                        "0.1-0.15 when the model calls everything one class ('Specificity: 0.00').",
                                        ge=0.0, le=0.3)
     class_weights: Literal["none", "balanced"] = _f("none", "Weight the loss by inverse class frequency.")
+    distill_from: Literal["none", "tfidf"] = _f("none", "tfidf: each training row's verdict target mixes its label with "
+                                                "the TF-IDF baseline's out-of-fold P(malicious) for it (a teacher that "
+                                                "never saw the row's script or its variants; pipeline/model/trainer.py)."
+                                                " Only the training loss changes; eval loss stays the plain one.")
+    distill_weight: float = _f(0.5, "With distill_from: the teacher's share of the target (0: the label alone, 1: the "
+                               "teacher alone).", ge=0.0, le=1.0)
     optim: Optim = _f("paged_adamw_8bit", "Optimizer. 8-bit optimizers need CUDA; on CPU adamw_torch is used "
                       "(logged).", "<=24 GB: paged_adamw_8bit; >40 GB: adamw_torch.")
     lr_scheduler_type: Scheduler = _f("cosine", "Learning-rate schedule after warmup.", "1-3 epochs: cosine.")

@@ -109,6 +109,28 @@ class TfidfBaseline:
         return model
 
 
+def out_of_fold_scores(texts: Sequence[str], y: Sequence[int], groups: Sequence[str], *, folds: int = 5,
+                       seed: int = 0) -> np.ndarray:
+    """P(malicious) for each text from a TfidfBaseline that never saw its group: `folds` fits, each on the other folds.
+
+    A group (an original script with its augmented variants and oversampled copies) sits in one fold, so no text is
+    scored by a model fit on itself or on a variant of itself. Groups go to folds by a permutation seeded with `seed`.
+    A fold whose training part lacks a class is not fit: its texts get the training rows' malicious share.
+    """
+    y = np.asarray(y).astype(np.int64)
+    distinct = sorted(set(groups))
+    order = np.random.default_rng(seed).permutation(len(distinct))
+    fold_of = {distinct[i]: k % folds for k, i in enumerate(order)}
+    fold = np.array([fold_of[g] for g in groups])
+    out = np.full(len(texts), float(y.mean()))
+    for k in range(folds):
+        held, fit = fold == k, fold != k
+        if held.any() and len(set(y[fit].tolist())) == 2:
+            model = TfidfBaseline(seed=seed).fit([t for t, f in zip(texts, fit) if f], y[fit])
+            out[held] = model.predict_proba([t for t, h in zip(texts, held) if h])
+    return out
+
+
 def read_saved(path: str | Path) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
     """(meta, idf, coef, intercept) of a file written by `TfidfBaseline.save`. A missing file raises
     FileNotFoundError, a damaged or foreign one ValueError; both name the file."""

@@ -18,7 +18,7 @@ import importlib.util
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import torch
 from torch import nn
@@ -186,7 +186,7 @@ def _load_tiny(m: "ModelConfig", tokenizer_texts: Iterable[str] | None, *, devic
 
     if tokenizer_texts is None:
         raise ValueError("the tiny model trains its tokenizer on the training scripts: pass tokenizer_texts")
-    spec = m.tiny.model_dump()
+    spec = m.tiny.model_dump(exclude={"warmup_epochs", "warmup_learning_rate"})
     tokenizer = train_tokenizer(prompt.tokenizer_corpus(tokenizer_texts), spec.pop("vocab_size"),
                                 max_length=m.max_length)
     model = build_tiny_model(len(tokenizer), max_position_embeddings=m.max_length, bos_token_id=tokenizer.bos_token_id,
@@ -248,11 +248,13 @@ def _apply_lora(model, backend: str, m: "ModelConfig", lora_cfg: "LoraSection", 
 
 
 def load_model(model_cfg: "ModelConfig", lora_cfg: "LoraSection", *, device: str, seed: int,
-               tokenizer_texts: Iterable[str] | None = None) -> tuple[nn.Module, object, dict]:
+               tokenizer_texts: Iterable[str] | None = None,
+               before_head: Callable[[nn.Module, object], dict] | None = None) -> tuple[nn.Module, object, dict]:
     """(model, tokenizer, info): the model ready for VerdictTrainer, its head trimmed, LoRA applied if asked.
 
     `device`: "cpu" or "cuda" (resolve_device). `tokenizer_texts`: the training scripts the tiny model's tokenizer
-    learns from (ignored otherwise). `info`: backend, device, attention, dtype, load_in_4bit, finetuning_type,
+    learns from (ignored otherwise). `before_head(model, tokenizer)`, if given, runs on the base while it still has its
+    full-vocabulary head (the tiny model's LM warm-up); what it returns is `info["warm_up"]`. `info`: backend, device, attention, dtype, load_in_4bit, finetuning_type,
     target_modules, label_token_ids, trainable_params, total_params.
     """
     from pipeline.model import prompt
@@ -263,6 +265,7 @@ def load_model(model_cfg: "ModelConfig", lora_cfg: "LoraSection", *, device: str
                     "your privileges. Turn it off unless you have read that code.", model_cfg.model_id)
     backend = choose_backend(model_cfg.backend)
     model, tokenizer = load_base(model_cfg, device=device, seed=seed, training=True, tokenizer_texts=tokenizer_texts)
+    warm_up = before_head(model, tokenizer) if before_head is not None else None
     label_ids = prompt.label_token_ids(tokenizer)
     trim_lm_head(model, label_ids)
     targets = None
@@ -277,6 +280,6 @@ def load_model(model_cfg: "ModelConfig", lora_cfg: "LoraSection", *, device: str
             "dtype": str(weights_dtype(model_cfg, device)).replace("torch.", ""),
             "load_in_4bit": model_cfg.load_in_4bit, "finetuning_type": model_cfg.finetuning_type,
             "target_modules": targets, "label_token_ids": list(label_ids), "trainable_params": trainable,
-            "total_params": total}
+            "total_params": total, **({"warm_up": warm_up} if warm_up else {})}
     log.info("trainable parameters: %d of %d", trainable, total)
     return model, tokenizer, info

@@ -84,15 +84,21 @@ def two_label_loss(
     smoothing: float = 0.0,
     class_weights: torch.Tensor | None = None,
     num_items: int | torch.Tensor | None = None,
+    teacher: torch.Tensor | None = None,
+    teacher_weight: float = 0.0,
 ) -> torch.Tensor:
     """Cross-entropy over the two classes, smoothed over the two classes only (0.1 -> targets 0.05 / 0.95).
 
     `class_weights[c]` scales the loss of every example of class c. The sum is divided by `num_items` (the Trainer's
     count of label tokens over the whole accumulated batch, so gradient accumulation averages correctly) or by the
-    batch size.
+    batch size. `teacher` (P(malicious) per example, from a teacher model) moves `teacher_weight` of each target onto
+    the teacher's two-way distribution (distillation).
     """
     logp = F.log_softmax(logits2.float(), dim=-1)
     target = F.one_hot(y, 2).float() * (1.0 - smoothing) + smoothing / 2
+    if teacher is not None and teacher_weight:
+        p = teacher.to(target).reshape(-1, 1)
+        target = (1.0 - teacher_weight) * target + teacher_weight * torch.cat([1.0 - p, p], dim=1)
     per_example = -(target * logp).sum(-1)
     if class_weights is not None:
         per_example = per_example * class_weights.to(per_example)[y]

@@ -54,12 +54,14 @@ def build_tiny_model(
     bos_token_id: int = 0,
     eos_token_id: int = 0,
     pad_token_id: int | None = 1,
+    dropout: float = 0.0,
     seed: int = 0,
 ) -> Starcoder2ForCausalLM:
     """A randomly initialised `Starcoder2ForCausalLM` (about 0.9M parameters with the defaults and vocab 4096).
 
     The initialisation is seeded without touching the global RNG, so building a model never changes what the caller's
-    own random draws would have been.
+    own random draws would have been. `dropout` applies to embeddings, attention weights and residual branches
+    while training (StarCoder2's three dropout settings).
     """
     config = Starcoder2Config(
         vocab_size=vocab_size,
@@ -72,6 +74,9 @@ def build_tiny_model(
         bos_token_id=bos_token_id,
         eos_token_id=eos_token_id,
         pad_token_id=pad_token_id,
+        embedding_dropout=dropout,
+        residual_dropout=dropout,
+        attention_dropout=dropout,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -58,6 +58,23 @@ def _check_args(args: SFTConfig) -> None:
 LOSS_STATE = "sgpipe_loss_state-{rank}.json"  # per process: each rank's running loss sums, in every checkpoint
 
 
+TEACHER = "teacher"  # optional training-row column: a teacher's P(malicious) for the row (training.distill_from)
+
+
+class _CarryTeacher:
+    """Wraps TRL's collator, which builds only the columns it knows: the rows' teacher scores ride along as a tensor."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, examples: list[dict]) -> dict:
+        if not examples or TEACHER not in examples[0]:
+            return self.inner(examples)
+        batch = self.inner([{k: v for k, v in e.items() if k != TEACHER} for e in examples])
+        batch[TEACHER] = torch.tensor([float(e[TEACHER]) for e in examples], dtype=torch.float32)
+        return batch
+
+
 class EpochSeededSampler(torch.utils.data.Sampler):
     """A sampler whose order is a function of (seed, epoch) alone: the wrapped sampler (Trainer's LengthGroupedSampler
     or RandomSampler) gets a generator seeded with seed + epoch each time an epoch starts. Every rank builds the same
@@ -97,16 +114,23 @@ class VerdictTrainer(SFTTrainer):
     """
 
     def __init__(self, model, args: SFTConfig, *, label_smoothing: float = 0.0,
-                 class_weights: Sequence[float] | None = None, **kwargs):
+                 class_weights: Sequence[float] | None = None, teacher_weight: float = 0.0, **kwargs):
         _check_args(args)
         args.completion_only_loss = True  # the rows have no prompt/completion columns, so TRL would not infer it
         os.environ.setdefault("UNSLOTH_RETURN_LOGITS", "1")  # unsloth models return no logits otherwise
         self.label_token_ids = _label_ids_of(model)
         self.label_smoothing = float(label_smoothing)
         self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+        self.teacher_weight = float(teacher_weight)
         self._resumed_from: str | None = None
         super().__init__(model=model, args=args, **kwargs)
+        self.data_collator = _CarryTeacher(self.data_collator)
         self.add_callback(_RestoreLossState(self))
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if TEACHER not in self._signature_columns:  # kept through remove_unused_columns, for the loss
+            self._signature_columns = [*self._signature_columns, TEACHER]
 
     # ---- reproducible resume
 
@@ -162,7 +186,8 @@ class VerdictTrainer(SFTTrainer):
     def _verdict_logits(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (B, 2) at the position before each verdict token, classes (B,))."""
         positions, y = verdict_positions(inputs["labels"], self.label_token_ids)
-        model_inputs = {k: v for k, v in inputs.items() if k != "labels"}  # no labels: no LM loss inside the model
+        # no labels: no LM loss inside the model
+        model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", TEACHER)}
         logits = model(**model_inputs, use_cache=False).logits
         if logits.shape[-1] != 2:
             raise ValueError(f"the model has a {logits.shape[-1]}-way head: call trim_lm_head before training")
@@ -171,7 +196,8 @@ class VerdictTrainer(SFTTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         logits2, y = self._verdict_logits(model, inputs)
         if model.training:
-            loss = two_label_loss(logits2, y, self.label_smoothing, self.class_weights, num_items_in_batch)
+            loss = two_label_loss(logits2, y, self.label_smoothing, self.class_weights, num_items_in_batch,
+                                  teacher=inputs.get(TEACHER), teacher_weight=self.teacher_weight)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # num_items counts every rank's rows; DDP averages
         else:

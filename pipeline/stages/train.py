@@ -120,6 +120,7 @@ class _Session:
     checkpoints: Path
     resume: str | None  # the checkpoint training resumes from
     started: float  # time.time() when setup began
+    teacher: dict | None = None  # with training.distill_from: what the teacher's out-of-fold scores looked like
 
 
 def _setup(ctx: StageContext) -> _Session:
@@ -145,20 +146,74 @@ def _setup(ctx: StageContext) -> _Session:
     if t.select_on != "val":
         ctx.log(f"[train] evaluations, early stopping and the best checkpoint read {t.select_on} "
                 f"({len(val_records)} out-of-source scripts)")
+    checkpoints = ctx.work / CHECKPOINTS
+    resume = _resume_point(ctx, checkpoints, get_last_checkpoint)
+    tiny = m.model_id == TINY_MODEL_ID
     model, tokenizer, info = backends.load_model(
         m, cfg.lora, device=device, seed=cfg.run.seed,
         # the tiny model's tokenizer learns from distinct training texts only: val and test never shape it
-        tokenizer_texts=sorted({r.text for r in train_records}) if m.model_id == TINY_MODEL_ID else None)
+        tokenizer_texts=sorted({r.text for r in train_records}) if tiny else None,
+        # a resumed run's weights come from its checkpoint: warming up again would be thrown away
+        before_head=_lm_warm_up(ctx, train_records) if tiny and m.tiny.warmup_epochs and not resume else None)
     ctx.log(f"[train] {info}")
     train_ds, val_ds = (_dataset(train_records, tokenizer, m, cfg.run.seed),
                         _dataset(val_records, tokenizer, m, cfg.run.seed))
-    checkpoints = ctx.work / CHECKPOINTS
-    resume = _resume_point(ctx, checkpoints, get_last_checkpoint)
+    teacher = None
+    if t.distill_from == "tfidf":
+        from ..model.trainer import TEACHER
+
+        scores, teacher = _teacher_scores(ctx, train_records)
+        train_ds = train_ds.add_column(TEACHER, scores.tolist())
     args = training_arguments(cfg, checkpoints, device, ctx.log, len(train_ds))
     setup_tracking(cfg, ctx.log)
     trainer = _trainer(ctx, model, tokenizer, args, train_ds, val_ds, _callbacks(ctx, train_records, val_records),
                        [r.y for r in train_records])
-    return _Session(trainer, tokenizer, info, device, len(train_ds), len(val_ds), checkpoints, resume, started)
+    return _Session(trainer, tokenizer, info, device, len(train_ds), len(val_ds), checkpoints, resume, started,
+                    teacher)
+
+
+def _lm_warm_up(ctx: StageContext, train_records: list):
+    """model.tiny.warmup_epochs of next-token training on the distinct training scripts, read as the classifier reads
+    them, before the head is cut to the two verdict rows (pipeline/model/pretrain.py says why this is no label leak)."""
+    from ..model.pretrain import lm_rows, warm_up
+
+    cfg, m = ctx.config, ctx.config.model
+    distinct = sorted({(r.text, r.lang) for r in train_records})
+
+    def run(model, tokenizer) -> dict:
+        rows = lm_rows([t for t, _ in distinct], [lang for _, lang in distinct], tokenizer, m.max_length,
+                       m.truncation_head_ratio)
+        return warm_up(model, rows, epochs=m.tiny.warmup_epochs, learning_rate=m.tiny.warmup_learning_rate,
+                       batch_size=cfg.training.per_device_train_batch_size, seed=cfg.run.seed,
+                       pad_token_id=tokenizer.pad_token_id, log=ctx.log)
+
+    return run
+
+
+def _teacher_scores(ctx: StageContext, train_records: list):
+    """(scores, summary) for training.distill_from=tfidf: the TF-IDF baseline's out-of-fold P(malicious) for each
+    training row, an original and its variants (and oversampled copies) always in one fold, so no row is scored by a
+    model that saw it; the summary (the teacher's out-of-fold ROC AUC on the rows, its mean score per class) goes into
+    the manifest."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from ..evaluation.baseline import out_of_fold_scores
+
+    started = time.time()
+    scores = out_of_fold_scores([r.text for r in train_records], [r.y for r in train_records],
+                                [r.parent_id or r.id for r in train_records], seed=ctx.config.run.seed)
+    y = np.array([r.y for r in train_records])
+    summary = {"teacher": "tfidf", "weight": ctx.config.training.distill_weight,
+               "out_of_fold_roc_auc": round(float(roc_auc_score(y, scores)), 4),
+               "mean_score_malicious": round(float(scores[y == 1].mean()), 4),
+               "mean_score_benign": round(float(scores[y == 0].mean()), 4),
+               "seconds": round(time.time() - started, 1)}
+    ctx.log(f"[train] distilling from the TF-IDF baseline (weight {summary['weight']:g}): out-of-fold ROC AUC "
+            f"{summary['out_of_fold_roc_auc']:.3f} on the training rows, mean P(malicious) "
+            f"{summary['mean_score_malicious']:.3f} malicious / {summary['mean_score_benign']:.3f} benign "
+            f"({summary['seconds']} s)")
+    return scores, summary
 
 
 def windows_of(m) -> "Windows":
@@ -210,6 +265,7 @@ def _trainer(ctx: StageContext, model, tokenizer, args, train_ds, val_ds, callba
         model, args, train_dataset=train_ds, eval_dataset=val_ds if t.eval_strategy != "no" else None,
         processing_class=tokenizer, label_smoothing=t.label_smoothing_factor,
         class_weights=class_weights(train_labels, t.class_weights),
+        teacher_weight=t.distill_weight if t.distill_from != "none" else 0.0,
         compute_metrics=compute_verdict_metrics, callbacks=callbacks)
     # TRL drops rows whose labels were truncated away; ours cannot be, and this proves it on every run.
     for name, built, prepared in (("train", train_ds, trainer.train_dataset), ("val", val_ds, trainer.eval_dataset)):
@@ -269,6 +325,8 @@ def _counts(s: _Session, result, final: dict, history: list[dict]) -> dict:
         "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
         "backend": s.info.get("backend"), "device": s.device,
         "trainable_parameters": s.info.get("trainable_params"),
+        **({"lm_warm_up": s.info["warm_up"]} if "warm_up" in s.info else {}),
+        **({"distill": s.teacher} if s.teacher else {}),
     }
 
 

@@ -1,0 +1,90 @@
+"""Compare configs on validation from `sgpipe all --until train` runs, one run per (config, seed), paired by seed.
+
+    python -m benchmarks.compare_val_runs --reference default=/tmp/q/def-s{seed} \
+        distill=/tmp/q/dist8-s{seed} --seeds 1,2,3,4,5 --what "..." --out tiny_candidates_val
+
+Per config: val loss and val ROC AUC (the kept checkpoint's, from the train manifest) per seed, mean and sd, and the
+paired difference from the reference (same seed = same data and split); the TF-IDF baseline's val ROC AUC on the
+same split (fit on the same balanced train rows) beside them. Reads validation only: the test split is never opened.
+Only aggregate figures go into the JSON (no script, id or path of the data).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from benchmarks.common import RESULTS
+from pipeline.run.records import read_json, write_json
+
+
+def _mean_sd(values: list[float]) -> dict:
+    return {"mean": round(statistics.mean(values), 4),
+            "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
+
+
+def baseline_val_auc(run: Path, seed: int) -> float:
+    """The TF-IDF baseline's val ROC AUC on this run's split, fit on its balanced train rows (as evaluate fits it)."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from pipeline.evaluation.baseline import TfidfBaseline
+    from pipeline.run.records import read_records
+
+    train = list(read_records(run / "balance" / "train.jsonl"))
+    val = list(read_records(run / "split" / "val.jsonl"))
+    base = TfidfBaseline(seed=seed).fit([r.text for r in train], np.array([r.y for r in train]))
+    return float(roc_auc_score([r.y for r in val], base.predict_proba([r.text for r in val])))
+
+
+def collect(pattern: str, seeds: list[int]) -> list[dict]:
+    runs = []
+    for seed in seeds:
+        run = Path(pattern.format(seed=seed))
+        counts = read_json(run / "train" / "manifest.json")["counts"]
+        runs.append({"seed": seed, "val_loss": round(counts["val_loss_end"], 4),
+                     "val_roc_auc": round(counts["val_roc_auc_end"], 4), "train_seconds": counts["train_seconds"],
+                     "epochs": counts["epochs"], "best_checkpoint": counts["best_checkpoint"]})
+    return runs
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("configs", nargs="+", help="NAME=RUN_DIR_PATTERN with {seed} in the pattern")
+    p.add_argument("--reference", required=True, help="NAME=RUN_DIR_PATTERN of the config the others are paired with")
+    p.add_argument("--seeds", default="1,2,3")
+    p.add_argument("--what", default="", help="what was run, for the record")
+    p.add_argument("--out", default="compare_val_runs")
+    a = p.parse_args(argv)
+    seeds = [int(s) for s in a.seeds.split(",")]
+    ref_name, ref_pattern = a.reference.split("=", 1)
+    reference = collect(ref_pattern, seeds)
+    baseline = [round(baseline_val_auc(Path(ref_pattern.format(seed=s)), s), 4) for s in seeds]
+    result = {"what": a.what, "seeds": seeds, "reference": ref_name,
+              "baseline_val_roc_auc": {"per_seed": baseline, **_mean_sd(baseline)}, "configs": {}}
+    for name, pattern in [(ref_name, ref_pattern)] + [c.split("=", 1) for c in a.configs]:
+        runs = reference if name == ref_name else collect(pattern, seeds)
+        entry = {"runs": runs, "val_loss": _mean_sd([r["val_loss"] for r in runs]),
+                 "val_roc_auc": _mean_sd([r["val_roc_auc"] for r in runs]),
+                 "train_seconds": _mean_sd([r["train_seconds"] for r in runs])}
+        if name != ref_name:
+            d_auc = [r["val_roc_auc"] - q["val_roc_auc"] for r, q in zip(runs, reference)]
+            d_loss = [r["val_loss"] - q["val_loss"] for r, q in zip(runs, reference)]
+            entry["paired_vs_reference"] = {"val_roc_auc": _mean_sd(d_auc), "val_loss": _mean_sd(d_loss),
+                                            "seeds_auc_higher": sum(d > 0 for d in d_auc),
+                                            "seeds_loss_lower": sum(d < 0 for d in d_loss)}
+        result["configs"][name] = entry
+        paired = entry.get("paired_vs_reference")
+        print(f"{name:12s} val loss {entry['val_loss']['mean']:.4f} ± {entry['val_loss']['sd']:.4f}  ROC AUC "
+              f"{entry['val_roc_auc']['mean']:.4f} ± {entry['val_roc_auc']['sd']:.4f}  train "
+              f"{entry['train_seconds']['mean']:.0f} s" + (
+                  f"  paired dAUC {paired['val_roc_auc']['mean']:+.4f} ({paired['seeds_auc_higher']}/{len(seeds)} "
+                  f"higher), dloss {paired['val_loss']['mean']:+.4f}" if paired else ""))
+    print(f"TF-IDF baseline val ROC AUC {result['baseline_val_roc_auc']['mean']:.4f} ± "
+          f"{result['baseline_val_roc_auc']['sd']:.4f}")
+    write_json(RESULTS / f"{a.out}.json", result)
+    return result
+
+
+if __name__ == "__main__":
+    main()

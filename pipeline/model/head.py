@@ -105,6 +105,17 @@ def two_label_loss(
     return per_example.sum() / (len(y) if num_items is None else num_items)
 
 
+def right_pad(rows: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) for token id rows, right-padded to the longest row."""
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, r in enumerate(rows):
+        input_ids[b, :len(r)] = torch.tensor(r)
+        attention_mask[b, :len(r)] = 1
+    return input_ids, attention_mask
+
+
 def score_ids(model, prompts: Sequence[Sequence[int]], batch_size: int = 16, pad_token_id: int = 0) -> np.ndarray:
     """P(malicious) for prompt ids (from `prompt.encode`): batched, right-padded, one forward per batch."""
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # similar lengths together: less padding
@@ -116,12 +127,7 @@ def score_ids(model, prompts: Sequence[Sequence[int]], batch_size: int = 16, pad
         with torch.no_grad():
             for start in range(0, len(order), batch_size):
                 rows = [prompts[i] for i in order[start:start + batch_size]]
-                width = max(len(r) for r in rows)
-                input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
-                attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-                for b, r in enumerate(rows):
-                    input_ids[b, :len(r)] = torch.tensor(r)
-                    attention_mask[b, :len(r)] = 1
+                input_ids, attention_mask = right_pad(rows, pad_token_id)
                 logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                                use_cache=False).logits
                 if logits.shape[-1] != 2:

@@ -6,7 +6,8 @@
 Per config: val loss and val ROC AUC (the kept checkpoint's, from the train manifest) per seed, mean and sd, and the
 paired difference from the reference (same seed = same data and split); the TF-IDF baseline's val ROC AUC on the
 same split (fit on the same balanced train rows) beside them. Reads validation only: the test split is never opened.
-Only aggregate figures go into the JSON (no script, id or path of the data).
+With --val-source, the model and the baseline are also scored on the out-of-source validation split (runs made with
+data.split.source_val_size > 0). Only aggregate figures go into the JSON (no script, id or path of the data).
 """
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ def _mean_sd(values: list[float]) -> dict:
             "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
 
 
-def baseline_val_auc(run: Path, seed: int) -> float:
-    """The TF-IDF baseline's val ROC AUC on this run's split, fit on its balanced train rows (as evaluate fits it)."""
+def baseline_auc(run: Path, seed: int, split: str = "val") -> float:
+    """The TF-IDF baseline's ROC AUC on this run's `split` (val | val_source), fit on its balanced train rows (as
+    evaluate fits it)."""
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
@@ -32,12 +34,25 @@ def baseline_val_auc(run: Path, seed: int) -> float:
     from pipeline.run.records import read_records
 
     train = list(read_records(run / "balance" / "train.jsonl"))
-    val = list(read_records(run / "split" / "val.jsonl"))
+    held = list(read_records(run / "split" / f"{split}.jsonl"))
     base = TfidfBaseline(seed=seed).fit([r.text for r in train], np.array([r.y for r in train]))
-    return float(roc_auc_score([r.y for r in val], base.predict_proba([r.text for r in val])))
+    return float(roc_auc_score([r.y for r in held], base.predict_proba([r.text for r in held])))
 
 
-def collect(pattern: str, seeds: list[int]) -> list[dict]:
+def model_val_source_auc(run: Path) -> float:
+    """The trained classifier's ROC AUC on the run's out-of-source validation split (whole sources no training row
+    comes from: data.split.source_val_size)."""
+    from sklearn.metrics import roc_auc_score
+
+    from pipeline.model.classifier import Classifier
+    from pipeline.run.records import read_records
+
+    held = list(read_records(run / "split" / "val_source.jsonl"))
+    scores = Classifier.load(run / "train" / "classifier", device="cpu").score_records(held, 32)
+    return float(roc_auc_score([r.y for r in held], scores))
+
+
+def collect(pattern: str, seeds: list[int], val_source: bool = False) -> list[dict]:
     runs = []
     for seed in seeds:
         run = Path(pattern.format(seed=seed))
@@ -45,6 +60,8 @@ def collect(pattern: str, seeds: list[int]) -> list[dict]:
         runs.append({"seed": seed, "val_loss": round(counts["val_loss_end"], 4),
                      "val_roc_auc": round(counts["val_roc_auc_end"], 4), "train_seconds": counts["train_seconds"],
                      "epochs": counts["epochs"], "best_checkpoint": counts["best_checkpoint"]})
+        if val_source:
+            runs[-1]["val_source_roc_auc"] = round(model_val_source_auc(run), 4)
     return runs
 
 
@@ -54,19 +71,25 @@ def main(argv=None) -> dict:
     p.add_argument("--reference", required=True, help="NAME=RUN_DIR_PATTERN of the config the others are paired with")
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--what", default="", help="what was run, for the record")
+    p.add_argument("--val-source", action="store_true", help="also score the out-of-source validation split (runs "
+                   "made with data.split.source_val_size > 0)")
     p.add_argument("--out", default="compare_val_runs")
     a = p.parse_args(argv)
     seeds = [int(s) for s in a.seeds.split(",")]
     ref_name, ref_pattern = a.reference.split("=", 1)
-    reference = collect(ref_pattern, seeds)
-    baseline = [round(baseline_val_auc(Path(ref_pattern.format(seed=s)), s), 4) for s in seeds]
-    result = {"what": a.what, "seeds": seeds, "reference": ref_name,
-              "baseline_val_roc_auc": {"per_seed": baseline, **_mean_sd(baseline)}, "configs": {}}
+    reference = collect(ref_pattern, seeds, a.val_source)
+    splits = ["val", "val_source"] if a.val_source else ["val"]
+    result = {"what": a.what, "seeds": seeds, "reference": ref_name, "configs": {}}
+    for split in splits:
+        baseline = [round(baseline_auc(Path(ref_pattern.format(seed=s)), s, split), 4) for s in seeds]
+        result[f"baseline_{split}_roc_auc"] = {"per_seed": baseline, **_mean_sd(baseline)}
     for name, pattern in [(ref_name, ref_pattern)] + [c.split("=", 1) for c in a.configs]:
-        runs = reference if name == ref_name else collect(pattern, seeds)
+        runs = reference if name == ref_name else collect(pattern, seeds, a.val_source)
         entry = {"runs": runs, "val_loss": _mean_sd([r["val_loss"] for r in runs]),
                  "val_roc_auc": _mean_sd([r["val_roc_auc"] for r in runs]),
                  "train_seconds": _mean_sd([r["train_seconds"] for r in runs])}
+        if a.val_source:
+            entry["val_source_roc_auc"] = _mean_sd([r["val_source_roc_auc"] for r in runs])
         if name != ref_name:
             d_auc = [r["val_roc_auc"] - q["val_roc_auc"] for r, q in zip(runs, reference)]
             d_loss = [r["val_loss"] - q["val_loss"] for r, q in zip(runs, reference)]
@@ -79,9 +102,12 @@ def main(argv=None) -> dict:
               f"{entry['val_roc_auc']['mean']:.4f} ± {entry['val_roc_auc']['sd']:.4f}  train "
               f"{entry['train_seconds']['mean']:.0f} s" + (
                   f"  paired dAUC {paired['val_roc_auc']['mean']:+.4f} ({paired['seeds_auc_higher']}/{len(seeds)} "
-                  f"higher), dloss {paired['val_loss']['mean']:+.4f}" if paired else ""))
-    print(f"TF-IDF baseline val ROC AUC {result['baseline_val_roc_auc']['mean']:.4f} ± "
-          f"{result['baseline_val_roc_auc']['sd']:.4f}")
+                  f"higher), dloss {paired['val_loss']['mean']:+.4f}" if paired else "") + (
+                  f"  out-of-source val ROC AUC {entry['val_source_roc_auc']['mean']:.4f} ± "
+                  f"{entry['val_source_roc_auc']['sd']:.4f}" if a.val_source else ""))
+    for split in splits:
+        b = result[f"baseline_{split}_roc_auc"]
+        print(f"TF-IDF baseline {split} ROC AUC {b['mean']:.4f} ± {b['sd']:.4f}")
     write_json(RESULTS / f"{a.out}.json", result)
     return result
 

@@ -37,6 +37,11 @@ def test_rows_are_the_classifier_prompts_without_the_verdict(tokenizer):
     rows = lm_rows(TEXTS[:5], LANGS[:5], tokenizer, 128, 0.75)
     assert rows == [prompt.encode(t, "bash", tokenizer, 128, 0.75) for t in TEXTS[:5]]
     assert not {r[-1] for r in rows} & set(prompt.label_token_ids(tokenizer))  # no label token is ever a target
+    windows = prompt.Windows(16, "mean", 8)  # whole-script reading: the warm-up reads the windows training reads
+    windowed = lm_rows(TEXTS, LANGS, tokenizer, 64, 0.75, windows, seed=5)
+    assert windowed == [r["input_ids"][:-1] for r in prompt.build_training_rows(
+        TEXTS, LANGS, ["benign"] * len(TEXTS), tokenizer, 64, 0.75, windows, 5)]
+    assert max(map(len, windowed)) <= 63
 
 
 def test_warm_up_lowers_next_token_loss_and_is_seeded(tokenizer):

@@ -254,8 +254,8 @@ def load_model(model_cfg: "ModelConfig", lora_cfg: "LoraSection", *, device: str
 
     `device`: "cpu" or "cuda" (resolve_device). `tokenizer_texts`: the training scripts the tiny model's tokenizer
     learns from (ignored otherwise). `before_head(model, tokenizer)`, if given, runs on the base while it still has its
-    full-vocabulary head (the tiny model's LM warm-up); what it returns is `info["warm_up"]`. `info`: backend, device, attention, dtype, load_in_4bit, finetuning_type,
-    target_modules, label_token_ids, trainable_params, total_params.
+    full-vocabulary head (the tiny model's LM warm-up); what it returns is `info["warm_up"]`. `info`: backend, device,
+    attention, dtype, load_in_4bit, finetuning_type, target_modules, label_token_ids, trainable_params, total_params.
     """
     from pipeline.model import prompt
     from pipeline.model.head import trim_lm_head

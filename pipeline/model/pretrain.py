@@ -20,12 +20,15 @@ import torch.nn.functional as F
 from pipeline.model import prompt
 from pipeline.model.head import right_pad
 
-POSITION_SHARE = 0.25
+POSITION_SHARE = 0.25  # of the real positions that get a next-token loss in each step (see warm_up)
 
 
-def lm_rows(texts: Sequence[str], langs: Sequence[str], tokenizer, max_length: int, head_ratio: float) -> list[list[int]]:
-    """The classifier's own prompt ids for each script (template, head and tail truncation), without the verdict."""
-    rows = prompt.build_training_rows(texts, langs, ["benign"] * len(texts), tokenizer, max_length, head_ratio)
+def lm_rows(texts: Sequence[str], langs: Sequence[str], tokenizer, max_length: int, head_ratio: float,
+            windows: prompt.Windows = prompt.Windows(), seed: int = 0) -> list[list[int]]:
+    """The classifier's own prompt ids for each script (template, then head and tail or one window, as its training
+    rows read it), without the verdict token."""
+    rows = prompt.build_training_rows(texts, langs, ["benign"] * len(texts), tokenizer, max_length, head_ratio,
+                                      windows, seed)
     return [r["input_ids"][:-1] for r in rows]
 
 
@@ -34,8 +37,8 @@ def warm_up(model, rows: Sequence[Sequence[int]], *, epochs: float, learning_rat
     """Train `model` (a causal LM with its full-vocabulary head) on next-token loss over `rows`, in place.
 
     AdamW, 5% linear warm-up then linear decay to 0, gradient norm clipped to 1, rows shuffled per epoch with a
-    generator seeded by `seed` (the global RNG is not touched). Returns what happened: steps, predicted tokens, the first
-    and last loss, seconds.
+    generator seeded by `seed` (the global RNG is not touched). Returns what happened: steps, predicted tokens, the
+    first and last loss, seconds.
     """
     if epochs <= 0 or not rows:
         return {"steps": 0}
@@ -73,5 +76,5 @@ def warm_up(model, rows: Sequence[Sequence[int]], *, epochs: float, learning_rat
         if step == 1 or step % 25 == 0 or step == total:
             log(f"[train] LM warm-up step {step}/{total}: next-token loss {losses[-1]:.3f}")
     model.eval()
-    return {"steps": total, "tokens": tokens, "loss_first": losses[0], "loss_last": sum(losses[-10:]) / len(losses[-10:]),
-            "seconds": round(time.time() - started, 2)}
+    return {"steps": total, "tokens": tokens, "loss_first": losses[0],
+            "loss_last": sum(losses[-10:]) / len(losses[-10:]), "seconds": round(time.time() - started, 2)}

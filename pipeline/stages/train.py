@@ -182,7 +182,7 @@ def _lm_warm_up(ctx: StageContext, train_records: list):
 
     def run(model, tokenizer) -> dict:
         rows = lm_rows([t for t, _ in distinct], [lang for _, lang in distinct], tokenizer, m.max_length,
-                       m.truncation_head_ratio)
+                       m.truncation_head_ratio, windows_of(m), cfg.run.seed)
         return warm_up(model, rows, epochs=m.tiny.warmup_epochs, learning_rate=m.tiny.warmup_learning_rate,
                        batch_size=cfg.training.per_device_train_batch_size, seed=cfg.run.seed,
                        pad_token_id=tokenizer.pad_token_id, log=ctx.log)

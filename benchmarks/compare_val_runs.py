@@ -6,8 +6,8 @@
 Per config: val loss and val ROC AUC (the kept checkpoint's, from the train manifest) per seed, mean and sd, and the
 paired difference from the reference (same seed = same data and split); the TF-IDF baseline's val ROC AUC on the
 same split (fit on the same balanced train rows) beside them. Reads validation only: the test split is never opened.
-With --val-source, the model and the baseline are also scored on the out-of-source validation split (runs made with
-data.split.source_val_size > 0). Only aggregate figures go into the JSON (no script, id or path of the data).
+With --val-source, the model, the baseline and the stacked ensemble (fit on in-distribution val, as evaluate fits it)
+are also scored on the out-of-source validation split (runs made with data.split.source_val_size > 0). Only aggregate figures go into the JSON (no script, id or path of the data).
 """
 from __future__ import annotations
 
@@ -39,17 +39,29 @@ def baseline_auc(run: Path, seed: int, split: str = "val") -> float:
     return float(roc_auc_score([r.y for r in held], base.predict_proba([r.text for r in held])))
 
 
-def model_val_source_auc(run: Path) -> float:
-    """The trained classifier's ROC AUC on the run's out-of-source validation split (whole sources no training row
-    comes from: data.split.source_val_size)."""
+def val_source_aucs(run: Path, seed: int) -> dict:
+    """ROC AUC on the run's out-of-source validation split (whole sources no training row comes from:
+    data.split.source_val_size) of the trained classifier and of the stacked ensemble (evaluation.ensemble=tfidf)
+    that evaluate would build: fit on the in-distribution val scores of model and baseline, applied unchanged."""
+    import numpy as np
     from sklearn.metrics import roc_auc_score
 
+    from pipeline.evaluation.baseline import TfidfBaseline
+    from pipeline.evaluation.ensemble import StackedEnsemble
     from pipeline.model.classifier import Classifier
     from pipeline.run.records import read_records
 
-    held = list(read_records(run / "split" / "val_source.jsonl"))
-    scores = Classifier.load(run / "train" / "classifier", device="cpu").score_records(held, 32)
-    return float(roc_auc_score([r.y for r in held], scores))
+    train = list(read_records(run / "balance" / "train.jsonl"))
+    val, held = (list(read_records(run / "split" / f"{s}.jsonl")) for s in ("val", "val_source"))
+    classifier = Classifier.load(run / "train" / "classifier", device="cpu")
+    base = TfidfBaseline(seed=seed).fit([r.text for r in train], np.array([r.y for r in train]))
+    m_val, m_held = classifier.score_records(val, 32), classifier.score_records(held, 32)
+    b_val, b_held = (base.predict_proba([r.text for r in rows]) for rows in (val, held))
+    stack = StackedEnsemble()
+    stack.fit([r.y for r in val], m_val, b_val, seed=seed)
+    y = [r.y for r in held]
+    return {"val_source_roc_auc": round(float(roc_auc_score(y, m_held)), 4),
+            "ensemble_val_source_roc_auc": round(float(roc_auc_score(y, stack.predict(m_held, b_held))), 4)}
 
 
 def collect(pattern: str, seeds: list[int], val_source: bool = False) -> list[dict]:
@@ -61,7 +73,7 @@ def collect(pattern: str, seeds: list[int], val_source: bool = False) -> list[di
                      "val_roc_auc": round(counts["val_roc_auc_end"], 4), "train_seconds": counts["train_seconds"],
                      "epochs": counts["epochs"], "best_checkpoint": counts["best_checkpoint"]})
         if val_source:
-            runs[-1]["val_source_roc_auc"] = round(model_val_source_auc(run), 4)
+            runs[-1].update(val_source_aucs(run, seed))
     return runs
 
 
@@ -89,7 +101,8 @@ def main(argv=None) -> dict:
                  "val_roc_auc": _mean_sd([r["val_roc_auc"] for r in runs]),
                  "train_seconds": _mean_sd([r["train_seconds"] for r in runs])}
         if a.val_source:
-            entry["val_source_roc_auc"] = _mean_sd([r["val_source_roc_auc"] for r in runs])
+            for key in ("val_source_roc_auc", "ensemble_val_source_roc_auc"):
+                entry[key] = _mean_sd([r[key] for r in runs])
         if name != ref_name:
             d_auc = [r["val_roc_auc"] - q["val_roc_auc"] for r, q in zip(runs, reference)]
             d_loss = [r["val_loss"] - q["val_loss"] for r, q in zip(runs, reference)]
@@ -104,7 +117,8 @@ def main(argv=None) -> dict:
                   f"  paired dAUC {paired['val_roc_auc']['mean']:+.4f} ({paired['seeds_auc_higher']}/{len(seeds)} "
                   f"higher), dloss {paired['val_loss']['mean']:+.4f}" if paired else "") + (
                   f"  out-of-source val ROC AUC {entry['val_source_roc_auc']['mean']:.4f} ± "
-                  f"{entry['val_source_roc_auc']['sd']:.4f}" if a.val_source else ""))
+                  f"{entry['val_source_roc_auc']['sd']:.4f} (ensemble {entry['ensemble_val_source_roc_auc']['mean']:.4f}"
+                  f" ± {entry['ensemble_val_source_roc_auc']['sd']:.4f})" if a.val_source else ""))
     for split in splits:
         b = result[f"baseline_{split}_roc_auc"]
         print(f"TF-IDF baseline {split} ROC AUC {b['mean']:.4f} ± {b['sd']:.4f}")

@@ -12,6 +12,7 @@ are also scored on the out-of-source validation split (runs made with data.split
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 from pathlib import Path
 
@@ -24,37 +25,44 @@ def _mean_sd(values: list[float]) -> dict:
             "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
 
 
-def baseline_auc(run: Path, seed: int, split: str = "val") -> float:
-    """The TF-IDF baseline's ROC AUC on this run's `split` (val | val_source), fit on its balanced train rows (as
-    evaluate fits it)."""
+def _records(run: Path, split: str) -> list:
+    from pipeline.run.records import read_records
+
+    return list(read_records(run / "split" / f"{split}.jsonl"))
+
+
+@functools.lru_cache(maxsize=None)
+def _fitted_baseline(run: Path, seed: int):
+    """The TF-IDF baseline fit on the run's balanced train rows, as evaluate fits it (once per run: the val, val_source
+    and ensemble figures share it)."""
     import numpy as np
-    from sklearn.metrics import roc_auc_score
 
     from pipeline.evaluation.baseline import TfidfBaseline
     from pipeline.run.records import read_records
 
     train = list(read_records(run / "balance" / "train.jsonl"))
-    held = list(read_records(run / "split" / f"{split}.jsonl"))
-    base = TfidfBaseline(seed=seed).fit([r.text for r in train], np.array([r.y for r in train]))
-    return float(roc_auc_score([r.y for r in held], base.predict_proba([r.text for r in held])))
+    return TfidfBaseline(seed=seed).fit([r.text for r in train], np.array([r.y for r in train]))
+
+
+def baseline_auc(run: Path, seed: int, split: str = "val") -> float:
+    """The TF-IDF baseline's ROC AUC on this run's `split` (val | val_source)."""
+    from sklearn.metrics import roc_auc_score
+
+    held = _records(run, split)
+    return float(roc_auc_score([r.y for r in held], _fitted_baseline(run, seed).predict_proba([r.text for r in held])))
 
 
 def val_source_aucs(run: Path, seed: int) -> dict:
     """ROC AUC on the run's out-of-source validation split (whole sources no training row comes from:
     data.split.source_val_size) of the trained classifier and of the stacked ensemble (evaluation.ensemble=tfidf)
     that evaluate would build: fit on the in-distribution val scores of model and baseline, applied unchanged."""
-    import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from pipeline.evaluation.baseline import TfidfBaseline
     from pipeline.evaluation.ensemble import StackedEnsemble
     from pipeline.model.classifier import Classifier
-    from pipeline.run.records import read_records
 
-    train = list(read_records(run / "balance" / "train.jsonl"))
-    val, held = (list(read_records(run / "split" / f"{s}.jsonl")) for s in ("val", "val_source"))
-    classifier = Classifier.load(run / "train" / "classifier", device="cpu")
-    base = TfidfBaseline(seed=seed).fit([r.text for r in train], np.array([r.y for r in train]))
+    val, held = _records(run, "val"), _records(run, "val_source")
+    classifier, base = Classifier.load(run / "train" / "classifier", device="cpu"), _fitted_baseline(run, seed)
     m_val, m_held = classifier.score_records(val, 32), classifier.score_records(held, 32)
     b_val, b_held = (base.predict_proba([r.text for r in rows]) for rows in (val, held))
     stack = StackedEnsemble()

@@ -7,7 +7,8 @@ Per config: val loss and val ROC AUC (the kept checkpoint's, from the train mani
 paired difference from the reference (same seed = same data and split); the TF-IDF baseline's val ROC AUC on the
 same split (fit on the same balanced train rows) beside them. Reads validation only: the test split is never opened.
 With --val-source, the model, the baseline and the stacked ensemble (fit on in-distribution val, as evaluate fits it)
-are also scored on the out-of-source validation split (runs made with data.split.source_val_size > 0). Only aggregate figures go into the JSON (no script, id or path of the data).
+are also scored on the out-of-source validation split (runs made with data.split.source_val_size > 0). Only
+aggregate figures go into the JSON (no script, id or path of the data).
 """
 from __future__ import annotations
 
@@ -125,7 +126,8 @@ def main(argv=None) -> dict:
                   f"  paired dAUC {paired['val_roc_auc']['mean']:+.4f} ({paired['seeds_auc_higher']}/{len(seeds)} "
                   f"higher), dloss {paired['val_loss']['mean']:+.4f}" if paired else "") + (
                   f"  out-of-source val ROC AUC {entry['val_source_roc_auc']['mean']:.4f} ± "
-                  f"{entry['val_source_roc_auc']['sd']:.4f} (ensemble {entry['ensemble_val_source_roc_auc']['mean']:.4f}"
+                  f"{entry['val_source_roc_auc']['sd']:.4f} (ensemble "
+                  f"{entry['ensemble_val_source_roc_auc']['mean']:.4f}"
                   f" ± {entry['ensemble_val_source_roc_auc']['sd']:.4f})" if a.val_source else ""))
     for split in splits:
         b = result[f"baseline_{split}_roc_auc"]

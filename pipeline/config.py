@@ -19,7 +19,7 @@ import functools
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -191,6 +191,14 @@ class TinyModelConfig(Section):
                               "pretraining (pipeline/model/pretrain.py). 0: off.", ge=0.0, le=20.0)
     warmup_learning_rate: float = _f(1e-3, "Peak learning rate of that warm-up (AdamW, 5% warm-up, linear decay).",
                                      gt=0.0, le=1.0)
+
+    # Fields that train the model rather than describe it: everything else is the architecture.
+    TRAINING_FIELDS: ClassVar[frozenset[str]] = frozenset({"vocab_size", "warmup_epochs", "warmup_learning_rate"})
+
+    def architecture(self) -> dict:
+        """The keyword arguments of `pipeline.model.tiny.build_tiny_model` (vocab_size aside: the trained tokenizer
+        decides the vocabulary's real size)."""
+        return self.model_dump(exclude=set(self.TRAINING_FIELDS))
 
     @model_validator(mode="after")
     def _check(self):

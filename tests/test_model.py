@@ -82,6 +82,21 @@ def test_tiny_model_init_is_seeded_and_leaves_global_rng_alone():
 # ---- prompt ----------------------------------------------------------------------------------------------------
 
 
+def test_every_tiny_config_field_either_builds_the_model_or_trains_it():
+    """A new model.tiny key must reach build_tiny_model or be listed as a training field: otherwise it is a config key
+    that nothing reads (or a TypeError at the first run)."""
+    import inspect
+
+    from pipeline.config import TinyModelConfig
+
+    tiny = TinyModelConfig(hidden_size=64, num_layers=1, dropout=0.1)
+    params = set(inspect.signature(build_tiny_model).parameters)
+    assert set(tiny.architecture()) <= params
+    assert set(tiny.architecture()) | TinyModelConfig.TRAINING_FIELDS == set(TinyModelConfig.model_fields)
+    model = build_tiny_model(300, **tiny.architecture())
+    assert (model.config.hidden_size, model.config.num_hidden_layers, model.config.residual_dropout) == (64, 1, 0.1)
+
+
 def test_label_words_must_start_with_different_tokens():
     # Trained on text without " m" / " b", BPE splits both label words down to a bare " " first.
     raw = train_tokenizer(["abc def ghi"] * 20, vocab_size=300)

@@ -186,12 +186,10 @@ def _load_tiny(m: "ModelConfig", tokenizer_texts: Iterable[str] | None, *, devic
 
     if tokenizer_texts is None:
         raise ValueError("the tiny model trains its tokenizer on the training scripts: pass tokenizer_texts")
-    spec = m.tiny.model_dump(exclude={"warmup_epochs", "warmup_learning_rate"})
-    tokenizer = train_tokenizer(prompt.tokenizer_corpus(tokenizer_texts), spec.pop("vocab_size"),
-                                max_length=m.max_length)
+    tokenizer = train_tokenizer(prompt.tokenizer_corpus(tokenizer_texts), m.tiny.vocab_size, max_length=m.max_length)
     model = build_tiny_model(len(tokenizer), max_position_embeddings=m.max_length, bos_token_id=tokenizer.bos_token_id,
                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, seed=seed,
-                             **spec)
+                             **m.tiny.architecture())
     return model.to(placement(device)), tokenizer
 
 

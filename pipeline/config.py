@@ -50,8 +50,8 @@ class RunConfig(Section):
     name: str = _f("sgpipe", "Run name: names the default run directory (runs/<name>), the report folder "
                    "(reports/<name>) and the tracker run.", "Format {project}-{dataset}-{version}, e.g. scriptguard-dedup-85.",
                    min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    seed: int = _f(42, "Seed for every random choice: split, augmentation, balancing, model init, data order.",
-                   ge=0, le=2**31 - 1)
+    seed: int = _f(42, "Seed for every random choice: split, augmentation, balancing, and (unless training.seed is "
+                   "set) model init and data order.", ge=0, le=2**31 - 1)
 
 
 # --------------------------------------------------------------------------------------------------------- data
@@ -294,6 +294,12 @@ class TrainingConfig(Section):
     label_smoothing_factor: float = _f(0.1, "Label smoothing over the two labels: 0.1 gives targets 0.05/0.95.",
                                        "0.1-0.15 when the model calls everything one class ('Specificity: 0.00').",
                                        ge=0.0, le=0.3)
+    seed: int | None = _f(None, "Seed of what training alone draws: the model's initialisation, the data order, the "
+                          "window each long script's row reads, the distillation teacher's folds. None: run.seed. "
+                          "The split and the data stages stay run.seed's.", "Keep run.seed fixed and vary this to "
+                          "see how far training noise alone moves a figure on one split (`sgpipe sweep --grid "
+                          "training.seed=1,2,3`) before trusting a difference between two configs.",
+                          ge=0, le=2**31 - 1)
     class_weights: Literal["none", "balanced"] = _f("none", "Weight the loss by inverse class frequency.")
     distill_from: Literal["none", "tfidf"] = _f("none", "tfidf: each training row's verdict target mixes its label with "
                                                 "the TF-IDF baseline's out-of-fold P(malicious) for it (a teacher that "
@@ -348,6 +354,10 @@ class TrainingConfig(Section):
     group_by_length: bool = _f(True, "Batch scripts of similar length together to cut padding.",
                                "Dev-set lengths, batch 16, seq 512: padding 57% -> 4%, 2.2x fewer token positions.")
     torch_threads: int = _f(0, "CPU threads for torch (0: torch's default).", ge=0, le=256, affects_output=False)
+
+    def seed_or(self, run_seed: int) -> int:
+        """The seed training draws with: training.seed, else the run's."""
+        return run_seed if self.seed is None else self.seed
 
     @model_validator(mode="after")
     def _check(self):

@@ -179,3 +179,26 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path, tiny_ove
     assert _weights_digest(killed_dir / "train" / "classifier") == _weights_digest(straight_dir / "train" / "classifier")
     assert resumed["counts"]["train_loss"] == pytest.approx(straight["counts"]["train_loss"], abs=1e-6)
     assert resumed["counts"]["val_loss_end"] == pytest.approx(straight["counts"]["val_loss_end"], abs=1e-6)
+
+
+def test_training_seed_changes_the_model_and_never_the_data(tmp_path, tiny_overrides):
+    """training.seed reseeds what training draws (init, data order) and nothing upstream: the split and the balanced
+    rows stay run.seed's, so several training seeds on one split measure training noise alone. Unset, it is run.seed."""
+    from pipeline.run.records import read_json
+
+    fast = [*tiny_overrides, *FAST, "training.max_steps=4", "training.early_stopping=false"]
+
+    def train(*extra):
+        logs = []
+        run_pipeline(load_config(TINY_CONFIG, overrides=[*fast, *extra]), tmp_path, until="train", log=logs.append)
+        ran = {line.split("]")[0].strip("[") for line in logs if "] running" in line}  # "[split] running: ..."
+        return _weights_digest(tmp_path / "train" / "classifier"), ran, read_json(tmp_path / "balance" / "manifest.json")
+
+    default, _, balanced = train()
+    other, ran, balanced_again = train("training.seed=7")
+    assert other != default
+    assert ran == {"train"} and balanced_again["output_digest"] == balanced["output_digest"]
+    same, _, _ = train(f"training.seed={load_config(TINY_CONFIG).run.seed}")
+    assert same == default
+    with pytest.raises(Exception, match="training.seed"):
+        load_config(TINY_CONFIG, overrides=["training.seed=-1"])

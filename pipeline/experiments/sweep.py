@@ -27,7 +27,8 @@ tuning on the test split makes its figures a selection result.
 Seeds (`--seeds 1,2,3`, grid search): every config runs once per seed (run.seed: the split, the initialisation and
 the data order), its trials named `<trial>-s<N>`; sweep.json's `configs` table gives each config's objective as mean
 and standard deviation over its seeds. Single runs of one config on small data spread over several AUC points, so
-one seed per config ranks noise.
+one seed per config ranks noise. `--grid training.seed=1,2,3` keeps one split and varies what training alone draws
+(initialisation, data order): the part of that spread a config cannot be blamed for.
 """
 from __future__ import annotations
 

@@ -72,7 +72,7 @@ def training_arguments(cfg: Config, output_dir: Path, device: str, log, train_ro
         max_length=cfg.model.max_length, packing=False, completion_only_loss=True,
         label_smoothing_factor=0.0,  # smoothing is over the two labels, inside VerdictTrainer
         use_cpu=not cuda, report_to=[r for r in cfg.tracking.report_to if r != "none"] or "none",
-        run_name=cfg.run.name, seed=cfg.run.seed, data_seed=cfg.run.seed,
+        run_name=cfg.run.name, seed=t.seed_or(cfg.run.seed), data_seed=t.seed_or(cfg.run.seed),
         dataloader_num_workers=0, disable_tqdm=False,
     )
 
@@ -135,7 +135,8 @@ def _setup(ctx: StageContext) -> _Session:
     started = time.time()
     if t.torch_threads:
         torch.set_num_threads(t.torch_threads)
-    set_seed(cfg.run.seed)
+    seed = t.seed_or(cfg.run.seed)  # what training draws: init, data order, windows (the split is run.seed's)
+    set_seed(seed)
     try:
         device = backends.resolve_device(m.device)
     except ValueError as e:
@@ -150,14 +151,13 @@ def _setup(ctx: StageContext) -> _Session:
     resume = _resume_point(ctx, checkpoints, get_last_checkpoint)
     tiny = m.model_id == TINY_MODEL_ID
     model, tokenizer, info = backends.load_model(
-        m, cfg.lora, device=device, seed=cfg.run.seed,
+        m, cfg.lora, device=device, seed=seed,
         # the tiny model's tokenizer learns from distinct training texts only: val and test never shape it
         tokenizer_texts=sorted({r.text for r in train_records}) if tiny else None,
         # a resumed run's weights come from its checkpoint: warming up again would be thrown away
         before_head=_lm_warm_up(ctx, train_records) if tiny and m.tiny.warmup_epochs and not resume else None)
     ctx.log(f"[train] {info}")
-    train_ds, val_ds = (_dataset(train_records, tokenizer, m, cfg.run.seed),
-                        _dataset(val_records, tokenizer, m, cfg.run.seed))
+    train_ds, val_ds = (_dataset(train_records, tokenizer, m, seed), _dataset(val_records, tokenizer, m, seed))
     teacher = None
     if t.distill_from == "tfidf":
         from ..model.trainer import TEACHER
@@ -178,13 +178,14 @@ def _lm_warm_up(ctx: StageContext, train_records: list):
     from ..model.pretrain import lm_rows, warm_up
 
     cfg, m = ctx.config, ctx.config.model
+    seed = cfg.training.seed_or(cfg.run.seed)
     distinct = sorted({(r.text, r.lang) for r in train_records})
 
     def run(model, tokenizer) -> dict:
         rows = lm_rows([t for t, _ in distinct], [lang for _, lang in distinct], tokenizer, m.max_length,
-                       m.truncation_head_ratio, windows_of(m), cfg.run.seed)
+                       m.truncation_head_ratio, windows_of(m), seed)
         return warm_up(model, rows, epochs=m.tiny.warmup_epochs, learning_rate=m.tiny.warmup_learning_rate,
-                       batch_size=cfg.training.per_device_train_batch_size, seed=cfg.run.seed,
+                       batch_size=cfg.training.per_device_train_batch_size, seed=seed,
                        pad_token_id=tokenizer.pad_token_id, log=ctx.log)
 
     return run
@@ -202,7 +203,8 @@ def _teacher_scores(ctx: StageContext, train_records: list):
 
     started = time.time()
     scores = out_of_fold_scores([r.text for r in train_records], [r.y for r in train_records],
-                                [r.parent_id or r.id for r in train_records], seed=ctx.config.run.seed)
+                                [r.parent_id or r.id for r in train_records],
+                                seed=ctx.config.training.seed_or(ctx.config.run.seed))
     y = np.array([r.y for r in train_records])
     summary = {"teacher": "tfidf", "weight": ctx.config.training.distill_weight,
                "out_of_fold_roc_auc": round(float(roc_auc_score(y, scores)), 4),

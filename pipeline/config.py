@@ -136,14 +136,19 @@ class AugmentConfig(Section):
     probability: float = _f(0.5, "Probability that each listed transform is applied to a variant.", ge=0.0, le=1.0)
     transforms: list[str] = _f(list(DEFAULT_TRANSFORMS), "Transforms to draw from, in order: "
                                + ", ".join(TRANSFORMS) + ".")
-    obfuscating_wrappers: bool = _f(False, "Also use base64/hex wrappers (" + ", ".join(OBFUSCATING) + "), on both "
-                                    "classes alike.")
+    obfuscating_wrappers: bool = _f(False, "Also draw the base64/hex wrappers (" + ", ".join(OBFUSCATING) + ") "
+                                    "after the listed transforms, on both classes alike (listing one in transforms "
+                                    "needs this too).")
     leakage_threshold: float = _f(DedupConfig.model_fields["threshold"].default,
                                   "Jaccard similarity (dedup's shingles) at or above which a train row and a val/test "
                                   "script count as leakage: such variants are dropped, such originals are reported.",
                                   "Same as data.dedup.threshold by default.", ge=0.5, le=1.0)
     leakage_warning: float = _f(0.7, "Lower similarity reported as a warning (train rows close to a val/test "
                                 "script); at most leakage_threshold.", ge=0.3, le=1.0)
+
+    def drawn_transforms(self) -> list[str]:
+        """What variants draw from: `transforms`, then (with obfuscating_wrappers) the wrappers they do not list."""
+        return [*self.transforms, *(w for w in OBFUSCATING if self.obfuscating_wrappers and w not in self.transforms)]
 
     @model_validator(mode="after")
     def _check(self):

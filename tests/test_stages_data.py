@@ -294,6 +294,19 @@ def test_tiny_augment_manifest_records_rates_and_vocabulary(tmp_path, tiny_overr
                     assert abs(per_label["benign"] - per_label["malicious"]) <= 0.1 + 2 / min(cells["originals"].values())
 
 
+def test_obfuscating_wrappers_alone_wrap_variants_of_both_labels(tmp_path, tiny_overrides):
+    """data.augment.obfuscating_wrappers=true is enough to draw the wrappers (it once only permitted listing them, so
+    setting it alone changed nothing), and they land on benign and malicious variants alike."""
+    cfg = load_config(TINY_CONFIG, overrides=[*tiny_overrides, "data.augment.obfuscating_wrappers=true"])
+    assert cfg.data.augment.drawn_transforms()[-2:] == ["base64_wrap", "hex_wrap"]
+    run_pipeline(cfg, tmp_path, until="augment", log=lambda m: None)
+    wrapped = Counter(r.label for r in read_records(tmp_path / "augment" / "train.jsonl")
+                      if {"base64_wrap", "hex_wrap"} & set(r.transforms or ()))
+    assert wrapped["benign"] > 0 and wrapped["malicious"] > 0
+    counts = json.loads((tmp_path / "augment" / "manifest.json").read_text())["counts"]
+    assert counts["transform_rate_gaps"] == []
+
+
 def test_undersampling_drops_repeats_and_variants_before_real_scripts():
     from pipeline.stages.balance import row_kinds
 

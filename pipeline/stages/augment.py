@@ -190,7 +190,7 @@ def run(ctx: StageContext) -> dict:
     if cfg.enabled and cfg.variants_per_sample:
         vocabulary = NameVocabulary.from_scripts((r.text, r.lang, r.label) for r in originals)
         with name_vocabulary(vocabulary):
-            made = list(variants(originals, "train", cfg.transforms, cfg.variants_per_sample, cfg.probability,
+            made = list(variants(originals, "train", cfg.drawn_transforms(), cfg.variants_per_sample, cfg.probability,
                                  seed, stats))
         generated = len(made)
     pairs = leakage(originals + made, held, cfg.leakage_warning, ctx.config.data.dedup)

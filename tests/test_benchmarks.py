@@ -18,3 +18,23 @@ def test_every_benchmark_script_imports_and_has_an_entry_point(name):
     module = importlib.import_module(f"benchmarks.{name}")
     if name.startswith("bench_"):
         assert callable(getattr(module, "main", None)), f"benchmarks/{name}.py has no main()"
+
+
+def test_source_folds_keep_each_source_whole_and_give_every_fold_both_labels():
+    """The leave-source-out benchmark's fold assignment: a source never straddles folds (else the held-out fold's
+    scripts would share a source with training), each label's scripts are dealt evenly, and the seed decides ties."""
+    from collections import Counter
+
+    from benchmarks.source_folds import assign_folds
+
+    sources = {f"m{i}": Counter(malicious=10 + i) for i in range(6)}
+    sources |= {f"b{i}": Counter(benign=20 + i, malicious=1 if i == 0 else 0) for i in range(9)}
+    sources["big"] = Counter(benign=100)
+    fold = assign_folds(sources, 3, seed=1)
+    assert set(fold) == set(sources) and set(fold.values()) == {0, 1, 2}
+    per_fold = [Counter() for _ in range(3)]
+    for name, k in fold.items():
+        per_fold[k].update(sources[name])
+    assert all(c["malicious"] > 0 and c["benign"] > 0 for c in per_fold)
+    assert max(c["malicious"] for c in per_fold) - min(c["malicious"] for c in per_fold) <= 15  # the largest source
+    assert assign_folds(sources, 3, seed=1) == fold

@@ -116,7 +116,8 @@ def worker(name: str, overrides: list[str], base: Path, work: Path, cuda: bool) 
         f"data.ingest.inputs=[{TINY_DATA}]", "data.dedup.workers=1", f"model.model_id={base}",
         f"model.device={'cuda' if cuda else 'cpu'}", "model.use_flash_attention_2=false",
         "model.gradient_checkpointing=false", "training.tf32=false", "evaluation.baseline=false",
-        "evaluation.bootstrap_samples=0", "training.torch_threads=0" if cuda else "training.torch_threads=2",
+        "evaluation.ensemble=none", "evaluation.bootstrap_samples=0",
+        "training.torch_threads=0" if cuda else "training.torch_threads=2",
         *overrides])
     started = time.time()
     run_pipeline(cfg, run_dir, until="evaluate", log=lambda m: print(f"[{name}] {m}", flush=True))

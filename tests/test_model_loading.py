@@ -26,7 +26,7 @@ OVERRIDES = [f"data.ingest.inputs=[{TINY_DATA}]", "data.dedup.workers=1", "model
              "lora.r=4", "model.bnb_4bit_compute_dtype=float16",  # not the default: it must travel to every loader
              "training.max_steps=4", "training.eval_per_epoch=0", "training.eval_steps=2", "training.save_steps=2",
              "training.torch_threads=1",
-             "evaluation.baseline=false", "evaluation.bootstrap_samples=0"]
+             "evaluation.baseline=false", "evaluation.ensemble=none", "evaluation.bootstrap_samples=0"]
 
 
 @pytest.fixture(scope="module")

@@ -85,7 +85,8 @@ def test_dropout_reaches_the_model_config():
 def test_train_stage_warms_up_before_cutting_the_head(tmp_path, tiny_overrides):
     cfg = load_config(TINY_CONFIG, overrides=[*tiny_overrides, *FAST_TRAINING, "training.max_steps=2",
                                               "model.max_length=128", "model.tiny.warmup_epochs=0.5",
-                                              "model.tiny.dropout=0.1", "evaluation.baseline=false"])
+                                              "model.tiny.dropout=0.1", "evaluation.baseline=false",
+                                              "evaluation.ensemble=none"])
     lines = []
     run_pipeline(cfg, tmp_path, until="train", log=lines.append)
     warm = [line for line in lines if "LM warm-up step" in line]

@@ -62,3 +62,24 @@ def test_no_baseline_or_no_intervals_claims_nothing_about_overlap():
     assert kind["intervals_overlap"] is None and kind["baseline_roc_auc_ci_width"] is None
     text = " ".join(run_kind_sentences(kind, m))
     assert "overlap" not in text and "told apart" not in text
+
+
+def test_a_served_ensemble_gets_a_headline_column_and_a_sentence():
+    """With evaluation.ensemble, predict serves the ensemble: the headline must show its figures, not only the model's
+    and the baseline's, and say how to serve the model alone."""
+    from pipeline.report.facts import HEADLINE, headline_table
+
+    figures = {key: 0.5 for key, _ in HEADLINE}
+    m = {**figures, **_metrics(300, [0.8, 0.9], [0.85, 0.95]), "ci95": {}}
+    m["baseline"] = {**figures, **m["baseline"], "roc_auc": 0.9}
+    alone = headline_table(m)
+    assert alone.header[-1] == "baseline 95% CI"
+    m["ensemble"] = {**figures, "roc_auc": 0.937, "threshold": 0.571}
+    served = headline_table(m)
+    assert served.header[-1] == "ensemble (served)"
+    row = next(r for r in served.rows if r[0] == "ROC AUC")
+    assert row[-1] == "0.937" and len(row) == len(served.header)
+    kind = run_kind(load_config(TINY_CONFIG), MANIFESTS, ENV, m)
+    text = " ".join(run_kind_sentences(kind, m))
+    assert "predict serves the model stacked with the baseline" in text and "0.937" in text and "0.571" in text
+    assert "evaluation.ensemble=none" in text

@@ -82,13 +82,18 @@ class Inputs:
 
 
 def headline_table(m: dict) -> Table:
-    base = m["baseline"]
-    header = ["metric", "model", "model 95% CI"] + (["baseline", "baseline 95% CI"] if base else [])
+    """Model and baseline with their intervals; with evaluation.ensemble, the ensemble too, marked as what predict
+    serves (its figures at its own val-chosen threshold)."""
+    base, ens = m["baseline"], m.get("ensemble")
+    header = (["metric", "model", "model 95% CI"] + (["baseline", "baseline 95% CI"] if base else [])
+              + (["ensemble (served)"] if ens else []))
     rows = []
     for key, label in HEADLINE:
         row = [label, num(m[key]), ci(m["ci95"].get(key))]
         if base:
             row += [num(base[key]), ci(base["ci95"].get(key))]
+        if ens:
+            row.append(num(ens.get(key)))
         rows.append(row)
     return Table(header, rows)
 
@@ -140,4 +145,8 @@ def run_kind_sentences(k: dict, m: dict) -> list[str]:
         side = "above" if m["roc_auc"] > m["baseline"]["roc_auc"] else "below"
         out.append(f"The model's ROC AUC interval ({ci(m['ci95'].get('roc_auc'))}) lies {side} the baseline's "
                    f"({ci(m['baseline']['ci95'].get('roc_auc'))}), without overlap.")
+    if m.get("ensemble"):
+        out.append(f"predict serves the model stacked with the baseline (evaluation.ensemble): test ROC AUC "
+                   f"{num(m['ensemble'].get('roc_auc'))} at its own threshold ({num(m['ensemble'].get('threshold'))}, "
+                   "chosen on val); --set evaluation.ensemble=none serves the model alone.")
     return out

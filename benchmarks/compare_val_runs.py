@@ -33,9 +33,9 @@ def _records(run: Path, split: str) -> list:
 
 
 @functools.lru_cache(maxsize=None)
-def _fitted_baseline(run: Path, seed: int):
+def fitted_baseline(run: Path, seed: int):
     """The TF-IDF baseline fit on the run's balanced train rows, as evaluate fits it (once per run: the val, val_source
-    and ensemble figures share it)."""
+    and ensemble figures share it; source_folds uses it too)."""
     import numpy as np
 
     from pipeline.evaluation.baseline import TfidfBaseline
@@ -50,7 +50,7 @@ def baseline_auc(run: Path, seed: int, split: str = "val") -> float:
     from sklearn.metrics import roc_auc_score
 
     held = _records(run, split)
-    return float(roc_auc_score([r.y for r in held], _fitted_baseline(run, seed).predict_proba([r.text for r in held])))
+    return float(roc_auc_score([r.y for r in held], fitted_baseline(run, seed).predict_proba([r.text for r in held])))
 
 
 def val_source_aucs(run: Path, seed: int) -> dict:
@@ -63,7 +63,7 @@ def val_source_aucs(run: Path, seed: int) -> dict:
     from pipeline.model.classifier import Classifier
 
     val, held = _records(run, "val"), _records(run, "val_source")
-    classifier, base = Classifier.load(run / "train" / "classifier", device="cpu"), _fitted_baseline(run, seed)
+    classifier, base = Classifier.load(run / "train" / "classifier", device="cpu"), fitted_baseline(run, seed)
     m_val, m_held = classifier.score_records(val, 32), classifier.score_records(held, 32)
     b_val, b_held = (base.predict_proba([r.text for r in rows]) for rows in (val, held))
     stack = StackedEnsemble()

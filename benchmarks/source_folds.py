@@ -56,8 +56,8 @@ def _auc(y, s) -> float | None:
 
 def run_fold(rows: list[dict], held: list[dict], run_dir: Path, config: str, overrides: list[str]) -> dict:
     """Train on `rows` in `run_dir`; score `held` with the model, the baseline and the stacked ensemble."""
+    from benchmarks.compare_val_runs import fitted_baseline
     from pipeline.config import load_config
-    from pipeline.evaluation.baseline import TfidfBaseline
     from pipeline.evaluation.ensemble import StackedEnsemble
     from pipeline.model.classifier import Classifier
     from pipeline.run.records import read_json, read_records
@@ -74,10 +74,9 @@ def run_fold(rows: list[dict], held: list[dict], run_dir: Path, config: str, ove
     run_pipeline(held_cfg, run_dir / "held", until="ingest", log=lambda m: None)
     test = list(read_records(run_dir / "held" / "ingest" / "records.jsonl"))
     val = list(read_records(run_dir / "run" / "split" / "val.jsonl"))
-    train = list(read_records(run_dir / "run" / "balance" / "train.jsonl"))
 
     classifier = Classifier.load(run_dir / "run" / "train" / "classifier", device="cpu")
-    baseline = TfidfBaseline(seed=cfg.run.seed).fit([r.text for r in train], np.array([r.y for r in train]))
+    baseline = fitted_baseline(run_dir / "run", cfg.run.seed)
     scores = {}
     for split, records in (("val", val), ("held", test)):
         scores[split] = (np.array([r.y for r in records]), classifier.score_records(records, 32),

@@ -24,6 +24,9 @@ TINY_INPUTS = [f"data.ingest.inputs=[{TINY_DATA}]", "data.dedup.workers=1"]
 # more says what it changes after these (last wins).
 FAST_TRAINING = ["training.max_steps=12", "training.eval_per_epoch=0", "training.eval_steps=4", "training.save_steps=4",
                  "training.torch_threads=1", "evaluation.bootstrap_samples=50"]
+# No TF-IDF baseline, for tests of training that need no evaluation figures: configs/tiny.yaml stacks an ensemble on
+# the baseline, so it goes off with it (a baseline-less ensemble is a config error).
+NO_BASELINE = ["evaluation.baseline=false", "evaluation.ensemble=none"]
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from pipeline.model.head import two_label_loss
 from pipeline.run.records import read_json
 from pipeline.run.runner import run_pipeline
 
-from .conftest import FAST_TRAINING, TINY_CONFIG
+from .conftest import FAST_TRAINING, NO_BASELINE, TINY_CONFIG
 
 
 def _corpus():
@@ -96,8 +96,7 @@ def test_train_stage_feeds_the_teacher_to_the_training_loss_only(tmp_path, tiny_
     monkeypatch.setattr(trainer_module, "two_label_loss", recording)
     cfg = load_config(TINY_CONFIG, overrides=[*tiny_overrides, *FAST_TRAINING, "training.max_steps=3",
                                               "model.max_length=128", "training.distill_from=tfidf",
-                                              "training.distill_weight=0.3", "evaluation.baseline=false",
-                                              "evaluation.ensemble=none"])
+                                              "training.distill_weight=0.3", *NO_BASELINE])
     lines = []
     run_pipeline(cfg, tmp_path, until="train", log=lines.append)
     assert any("distilling from the TF-IDF baseline (weight 0.3)" in line for line in lines)

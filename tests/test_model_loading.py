@@ -20,13 +20,13 @@ from pipeline.model import backends
 from pipeline.run.records import read_records
 from pipeline.run.runner import run_pipeline
 
-from .conftest import TINY_CONFIG, TINY_DATA
+from .conftest import NO_BASELINE, TINY_CONFIG, TINY_DATA
 
 OVERRIDES = [f"data.ingest.inputs=[{TINY_DATA}]", "data.dedup.workers=1", "model.finetuning_type=lora",
              "lora.r=4", "model.bnb_4bit_compute_dtype=float16",  # not the default: it must travel to every loader
              "training.max_steps=4", "training.eval_per_epoch=0", "training.eval_steps=2", "training.save_steps=2",
              "training.torch_threads=1",
-             "evaluation.baseline=false", "evaluation.ensemble=none", "evaluation.bootstrap_samples=0"]
+             *NO_BASELINE, "evaluation.bootstrap_samples=0"]
 
 
 @pytest.fixture(scope="module")

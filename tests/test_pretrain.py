@@ -12,7 +12,7 @@ from pipeline.model.tiny import build_tiny_model, train_tokenizer
 from pipeline.run.records import read_json
 from pipeline.run.runner import run_pipeline
 
-from .conftest import FAST_TRAINING, TINY_CONFIG, TINY_DATA
+from .conftest import FAST_TRAINING, NO_BASELINE, TINY_CONFIG, TINY_DATA
 
 TEXTS = [json.loads(line)["text"] for line in TINY_DATA.read_text(encoding="utf-8").splitlines()][:40]
 LANGS = ["bash"] * len(TEXTS)
@@ -85,8 +85,7 @@ def test_dropout_reaches_the_model_config():
 def test_train_stage_warms_up_before_cutting_the_head(tmp_path, tiny_overrides):
     cfg = load_config(TINY_CONFIG, overrides=[*tiny_overrides, *FAST_TRAINING, "training.max_steps=2",
                                               "model.max_length=128", "model.tiny.warmup_epochs=0.5",
-                                              "model.tiny.dropout=0.1", "evaluation.baseline=false",
-                                              "evaluation.ensemble=none"])
+                                              "model.tiny.dropout=0.1", *NO_BASELINE])
     lines = []
     run_pipeline(cfg, tmp_path, until="train", log=lines.append)
     warm = [line for line in lines if "LM warm-up step" in line]

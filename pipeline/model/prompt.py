@@ -25,6 +25,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
+from pipeline.languages import LANGS, UNKNOWN
 from pipeline.run.records import LABELS
 
 PREFIX = "<script lang={lang}>\n"
@@ -192,6 +193,27 @@ def build_training_rows(texts: Sequence[str], langs: Sequence[str], labels: Sequ
             ids = _fit(prefixes[lang], script, suffix, marker, max_length, head_ratio, lang)
         rows.append({"input_ids": ids + [verdicts[LABELS.index(label)]], "completion_mask": [0] * len(ids) + [1]})
     return rows
+
+
+class ScriptSpans:
+    """Where the script sits in a prompt row: after its language's prefix, before the suffix (a truncation marker or a
+    window counts as script). Built once per tokenizer from the template's own ids, so callers that only hold collated
+    rows (the trainer's token dropout) touch script tokens and never the template or the verdict."""
+
+    def __init__(self, tokenizer, langs: Iterable[str] = (*LANGS, UNKNOWN)):
+        # longest first: a prefix that starts another one's ids must not win
+        self.prefixes = sorted({tuple(_ids(tokenizer, PREFIX.format(lang=lang))) for lang in langs},
+                               key=len, reverse=True)
+        self.suffix_length = len(_ids(tokenizer, SUFFIX))
+
+    def span(self, row: Sequence[int], last_prompt: int) -> tuple[int, int]:
+        """(start, end) of the script's ids in `row`, whose last prompt token (the one the verdict is read at) sits at
+        `last_prompt`."""
+        for prefix in self.prefixes:
+            if tuple(row[:len(prefix)]) == prefix:
+                return len(prefix), last_prompt + 1 - self.suffix_length
+        raise ValueError("a row does not start with the prompt template of a known language: build rows with "
+                         "pipeline.model.prompt.build_training_rows")
 
 
 def tokenizer_corpus(texts: Iterable[str]) -> Iterator[str]:

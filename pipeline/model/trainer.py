@@ -6,6 +6,11 @@ CPU) nor an Unsloth fused loss runs; the logits at the position before the verdi
 head.trim_lm_head.
 
 Training loss: two-way cross-entropy, smoothed over the two labels (`label_smoothing`) and optionally class-weighted.
+Token dropout (`token_dropout` > 0, training only): at every step a share of each row's script tokens is replaced by
+script tokens drawn from the same batch, so no few memorised tokens can decide a verdict alone; the template and the
+verdict are never touched (prompt.ScriptSpans), and the draw is seeded by (seed, step, rank, the batch's ids), so a
+resumed run draws what the uninterrupted one drew.
+
 Evaluation loss: the plain two-way cross-entropy (no smoothing, no weights), so eval_loss compares across smoothing
 and weighting settings; a smoothed loss has a floor above zero that moves with the smoothing.
 
@@ -31,6 +36,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from trl import SFTConfig, SFTTrainer
 
 from pipeline.model.head import two_label_loss, verdict_positions
+from pipeline.model.prompt import ScriptSpans
 
 
 def _label_ids_of(model) -> list[int]:
@@ -114,7 +120,8 @@ class VerdictTrainer(SFTTrainer):
     """
 
     def __init__(self, model, args: SFTConfig, *, label_smoothing: float = 0.0,
-                 class_weights: Sequence[float] | None = None, teacher_weight: float = 0.0, **kwargs):
+                 class_weights: Sequence[float] | None = None, teacher_weight: float = 0.0, token_dropout: float = 0.0,
+                 **kwargs):
         _check_args(args)
         args.completion_only_loss = True  # the rows have no prompt/completion columns, so TRL would not infer it
         os.environ.setdefault("UNSLOTH_RETURN_LOGITS", "1")  # unsloth models return no logits otherwise
@@ -122,6 +129,10 @@ class VerdictTrainer(SFTTrainer):
         self.label_smoothing = float(label_smoothing)
         self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.teacher_weight = float(teacher_weight)
+        self.token_dropout = float(token_dropout)
+        if self.token_dropout and kwargs.get("processing_class") is None:
+            raise ValueError("token_dropout finds the script in each row with the tokenizer: pass processing_class")
+        self._script_spans = ScriptSpans(kwargs["processing_class"]) if self.token_dropout else None
         self._resumed_from: str | None = None
         super().__init__(model=model, args=args, **kwargs)
         self.data_collator = _CarryTeacher(self.data_collator)
@@ -188,10 +199,16 @@ class VerdictTrainer(SFTTrainer):
         positions, y = verdict_positions(inputs["labels"], self.label_token_ids)
         # no labels: no LM loss inside the model
         model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", TEACHER)}
+        if model.training and self.token_dropout:
+            model_inputs["input_ids"] = self._drop_tokens(model_inputs["input_ids"], positions)
         logits = model(**model_inputs, use_cache=False).logits
         if logits.shape[-1] != 2:
             raise ValueError(f"the model has a {logits.shape[-1]}-way head: call trim_lm_head before training")
         return logits[torch.arange(len(y), device=logits.device), positions.to(logits.device)], y.to(logits.device)
+
+    def _drop_tokens(self, input_ids: torch.Tensor, last_prompt: torch.Tensor) -> torch.Tensor:
+        seed = hash((self.args.seed, self.state.global_step, self.args.process_index, int(input_ids.sum()))) % 2**63
+        return drop_script_tokens(input_ids, last_prompt, self._script_spans, self.token_dropout, seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         logits2, y = self._verdict_logits(model, inputs)
@@ -213,6 +230,25 @@ class VerdictTrainer(SFTTrainer):
         if prediction_loss_only:
             return loss.detach(), None, None
         return loss.detach(), logits2.detach().float(), y
+
+
+def drop_script_tokens(input_ids: torch.Tensor, last_prompt: torch.Tensor, spans: ScriptSpans, share: float,
+                       seed: int) -> torch.Tensor:
+    """Token dropout: `input_ids` with each script token replaced, with probability `share`, by a script token drawn
+    from the whole batch (so replacements look like the data, never a special token); `last_prompt`: each row's
+    last prompt position. The template, the verdict and padding stay as they are."""
+    ids = input_ids.detach().cpu()
+    script = torch.zeros_like(ids, dtype=torch.bool)
+    for i, row in enumerate(ids.tolist()):
+        start, end = spans.span(row, int(last_prompt[i]))
+        script[i, start:end] = True
+    pool = ids[script]
+    if not len(pool):
+        return input_ids
+    draw = torch.Generator().manual_seed(seed)
+    hit = script & (torch.rand(ids.shape, generator=draw) < share)
+    fill = pool[torch.randint(len(pool), ids.shape, generator=draw)]
+    return torch.where(hit, fill, ids).to(input_ids.device)
 
 
 def compute_verdict_metrics(eval_pred) -> dict[str, float]:

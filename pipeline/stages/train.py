@@ -164,6 +164,9 @@ def _setup(ctx: StageContext) -> _Session:
 
         scores, teacher = _teacher_scores(ctx, train_records)
         train_ds = train_ds.add_column(TEACHER, scores.tolist())
+    if t.token_dropout:
+        ctx.log(f"[train] token dropout {t.token_dropout:g}: that share of each training row's script tokens is "
+                "replaced by tokens of its batch at every step (evaluation reads scripts unchanged)")
     args = training_arguments(cfg, checkpoints, device, ctx.log, len(train_ds))
     setup_tracking(cfg, ctx.log)
     trainer = _trainer(ctx, model, tokenizer, args, train_ds, val_ds, _callbacks(ctx, train_records, val_records),
@@ -267,7 +270,7 @@ def _trainer(ctx: StageContext, model, tokenizer, args, train_ds, val_ds, callba
         model, args, train_dataset=train_ds, eval_dataset=val_ds if t.eval_strategy != "no" else None,
         processing_class=tokenizer, label_smoothing=t.label_smoothing_factor,
         class_weights=class_weights(train_labels, t.class_weights),
-        teacher_weight=t.distill_weight if t.distill_from != "none" else 0.0,
+        teacher_weight=t.distill_weight if t.distill_from != "none" else 0.0, token_dropout=t.token_dropout,
         compute_metrics=compute_verdict_metrics, callbacks=callbacks)
     # TRL drops rows whose labels were truncated away; ours cannot be, and this proves it on every run.
     for name, built, prepared in (("train", train_ds, trainer.train_dataset), ("val", val_ds, trainer.eval_dataset)):

@@ -299,6 +299,11 @@ class TrainingConfig(Section):
     label_smoothing_factor: float = _f(0.1, "Label smoothing over the two labels: 0.1 gives targets 0.05/0.95.",
                                        "0.1-0.15 when the model calls everything one class ('Specificity: 0.00').",
                                        ge=0.0, le=0.3)
+    embedding_lr_scale: float = _f(1.0, "The input embeddings learn at learning_rate x this (full fine-tuning; LoRA "
+                                   "keeps them frozen). A token's row is updated only in the steps whose batch holds "
+                                   "it, so in a short run from random init the rows of rare tokens barely leave their "
+                                   "initialisation.", "30 for the random-init tiny model (measured on the shared dev "
+                                   "set: README); 1 for a pretrained model.", gt=0.0, le=1000.0)
     token_dropout: float = _f(0.0, "Share of each training row's script tokens replaced, at every step, by tokens "
                               "drawn from the batch's own script tokens (seeded by the step and the batch). The "
                               "template, the verdict and padding are never touched; evaluation and prediction read "
@@ -452,6 +457,9 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _check_selection_split(self):
+        if self.training.embedding_lr_scale != 1.0 and self.model.finetuning_type == "lora":
+            raise ValueError("training.embedding_lr_scale acts on trained embeddings, and LoRA keeps them frozen "
+                             "(model.finetuning_type=lora): leave it at 1 or set model.finetuning_type=full")
         if self.training.select_on == "val_source" and not self.data.split.source_val_size:
             raise ValueError("training.select_on=val_source needs an out-of-source validation split: set "
                              "data.split.source_val_size (e.g. 0.15) or use training.select_on=val")

@@ -11,6 +11,11 @@ script tokens drawn from the same batch, so no few memorised tokens can decide a
 verdict are never touched (prompt.ScriptSpans), and the draw is seeded by (seed, step, rank, the batch's ids), so a
 resumed run draws what the uninterrupted one drew.
 
+Embedding learning rate (`embedding_lr_scale` != 1, full fine-tuning): the input embeddings sit in an optimizer group
+of their own at that multiple of the learning rate. An embedding row gets a gradient only in the steps whose batch
+holds its token, so from random init, in a run of a few hundred steps, rare tokens' rows stay near their
+initialisation while a bag-of-n-grams baseline fits a weight for every n-gram it saw twice.
+
 Evaluation loss: the plain two-way cross-entropy (no smoothing, no weights), so eval_loss compares across smoothing
 and weighting settings; a smoothed loss has a floor above zero that moves with the smoothing.
 
@@ -121,7 +126,7 @@ class VerdictTrainer(SFTTrainer):
 
     def __init__(self, model, args: SFTConfig, *, label_smoothing: float = 0.0,
                  class_weights: Sequence[float] | None = None, teacher_weight: float = 0.0, token_dropout: float = 0.0,
-                 **kwargs):
+                 embedding_lr_scale: float = 1.0, **kwargs):
         _check_args(args)
         args.completion_only_loss = True  # the rows have no prompt/completion columns, so TRL would not infer it
         os.environ.setdefault("UNSLOTH_RETURN_LOGITS", "1")  # unsloth models return no logits otherwise
@@ -130,6 +135,7 @@ class VerdictTrainer(SFTTrainer):
         self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.teacher_weight = float(teacher_weight)
         self.token_dropout = float(token_dropout)
+        self.embedding_lr_scale = float(embedding_lr_scale)
         if self.token_dropout and kwargs.get("processing_class") is None:
             raise ValueError("token_dropout finds the script in each row with the tokenizer: pass processing_class")
         self._script_spans = ScriptSpans(kwargs["processing_class"]) if self.token_dropout else None
@@ -206,6 +212,15 @@ class VerdictTrainer(SFTTrainer):
             raise ValueError(f"the model has a {logits.shape[-1]}-way head: call trim_lm_head before training")
         return logits[torch.arange(len(y), device=logits.device), positions.to(logits.device)], y.to(logits.device)
 
+    def create_optimizer(self, model=None):
+        """Trainer's optimizer, the input embeddings in a group of their own when embedding_lr_scale != 1."""
+        had_one = self.optimizer is not None
+        optimizer = super().create_optimizer(model)
+        if self.embedding_lr_scale != 1.0 and not had_one:
+            embeddings = (self.model if model is None else model).get_input_embeddings().weight
+            scale_param_lr(optimizer, embeddings, self.embedding_lr_scale)
+        return optimizer
+
     def _drop_tokens(self, input_ids: torch.Tensor, last_prompt: torch.Tensor) -> torch.Tensor:
         seed = hash((self.args.seed, self.state.global_step, self.args.process_index, int(input_ids.sum()))) % 2**63
         return drop_script_tokens(input_ids, last_prompt, self._script_spans, self.token_dropout, seed)
@@ -230,6 +245,19 @@ class VerdictTrainer(SFTTrainer):
         if prediction_loss_only:
             return loss.detach(), None, None
         return loss.detach(), logits2.detach().float(), y
+
+
+def scale_param_lr(optimizer: torch.optim.Optimizer, param: torch.nn.Parameter, scale: float) -> None:
+    """Move `param` from its optimizer group into a group of its own: the same settings (weight decay, betas, ...), the
+    learning rate times `scale`. Call before the scheduler is built, which then scales each group's own rate."""
+    for group in optimizer.param_groups:
+        if any(p is param for p in group["params"]):
+            group["params"] = [p for p in group["params"] if p is not param]
+            optimizer.add_param_group({**{k: v for k, v in group.items() if k != "params"},
+                                       "params": [param], "lr": group["lr"] * scale})
+            return
+    raise ValueError("the parameter is not in the optimizer: frozen parameters (LoRA's embeddings) have no learning "
+                     "rate to scale")
 
 
 def drop_script_tokens(input_ids: torch.Tensor, last_prompt: torch.Tensor, spans: ScriptSpans, share: float,

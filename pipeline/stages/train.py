@@ -164,6 +164,9 @@ def _setup(ctx: StageContext) -> _Session:
 
         scores, teacher = _teacher_scores(ctx, train_records)
         train_ds = train_ds.add_column(TEACHER, scores.tolist())
+    if t.embedding_lr_scale != 1.0:
+        ctx.log(f"[train] the input embeddings learn at {t.embedding_lr_scale:g}x the learning rate "
+                f"({t.learning_rate * t.embedding_lr_scale:g} at its peak)")
     if t.token_dropout:
         ctx.log(f"[train] token dropout {t.token_dropout:g}: that share of each training row's script tokens is "
                 "replaced by tokens of its batch at every step (evaluation reads scripts unchanged)")
@@ -271,6 +274,7 @@ def _trainer(ctx: StageContext, model, tokenizer, args, train_ds, val_ds, callba
         processing_class=tokenizer, label_smoothing=t.label_smoothing_factor,
         class_weights=class_weights(train_labels, t.class_weights),
         teacher_weight=t.distill_weight if t.distill_from != "none" else 0.0, token_dropout=t.token_dropout,
+        embedding_lr_scale=t.embedding_lr_scale,
         compute_metrics=compute_verdict_metrics, callbacks=callbacks)
     # TRL drops rows whose labels were truncated away; ours cannot be, and this proves it on every run.
     for name, built, prepared in (("train", train_ds, trainer.train_dataset), ("val", val_ds, trainer.eval_dataset)):

@@ -22,11 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import machine_info, write_result
-
-
-def _logit(p) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
+from pipeline.evaluation.ensemble import log_odds
 
 
 class LanguageCalibration:
@@ -81,8 +77,8 @@ def measure_run(run: Path, seed: int) -> dict:
     val = _records(run, "val")
     y, langs = np.array([r.y for r in val]), np.array([r.lang for r in val])
     out = {}
-    scores = {"model": _logit(classifier.score_records(val, 32)),
-              "baseline": _logit(baseline.predict_proba([r.text for r in val]))}
+    scores = {"model": log_odds(classifier.score_records(val, 32)),
+              "baseline": log_odds(baseline.predict_proba([r.text for r in val]))}
     for name, z in scores.items():
         out[f"{name}_val_raw"] = roc_auc_score(y, z)
         out[f"{name}_val_calibrated"] = roc_auc_score(y, cross_fitted(z, y, langs))
@@ -90,8 +86,8 @@ def measure_run(run: Path, seed: int) -> dict:
     if held_file.exists() and held_file.stat().st_size:
         held = _records(run, "val_source")
         yh, lh = np.array([r.y for r in held]), np.array([r.lang for r in held])
-        held_scores = {"model": _logit(classifier.score_records(held, 32)),
-                       "baseline": _logit(baseline.predict_proba([r.text for r in held]))}
+        held_scores = {"model": log_odds(classifier.score_records(held, 32)),
+                       "baseline": log_odds(baseline.predict_proba([r.text for r in held]))}
         for name, z in held_scores.items():
             out[f"{name}_val_source_raw"] = roc_auc_score(yh, z)
             calibration = LanguageCalibration().fit(scores[name], y, langs)

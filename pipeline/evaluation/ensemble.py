@@ -28,10 +28,15 @@ STACK_FILE, BASELINE_FILE = "ensemble.json", "baseline.npz"  # the pair evaluate
 _EPS = 1e-6
 
 
+def log_odds(p) -> np.ndarray:
+    """Probabilities as log-odds, clipped to [_EPS, 1 - _EPS] so a score of exactly 0 or 1 stays finite."""
+    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
 def _features(model_scores, baseline_scores) -> np.ndarray:
     """The two scores as log-odds, one row per script."""
-    s = np.clip(np.column_stack([model_scores, baseline_scores]).astype(np.float64), _EPS, 1 - _EPS)
-    return np.log(s / (1 - s))
+    return log_odds(np.column_stack([model_scores, baseline_scores]))
 
 
 class StackedEnsemble:

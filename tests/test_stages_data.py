@@ -127,6 +127,14 @@ def test_balance_ratios():
     assert list(resample(labels, "hybrid", 0.8, 1.0, seed=0)) == list(hybrid)  # seeded
 
 
+def test_balance_takes_a_ratio_just_under_the_oversampling_goal():
+    """168 vs 134 is under 0.8 but 0.8 x 168 rounds down to 134 rows: nothing to add, which imblearn refuses (the
+    balance stage failed with its "remove samples from the minority class" error on such counts)."""
+    labels = ["benign"] * 168 + ["malicious"] * 134
+    assert Counter(labels[i] for i in resample(labels, "hybrid", 0.8, 1.0, seed=0)) == {"benign": 134, "malicious": 134}
+    assert len(resample(labels, "oversample", 0.8, 1.0, seed=0)) == len(labels)
+
+
 def test_ingest_keeps_good_records_around_bad_ones(tmp_path):
     data = tmp_path / "in.jsonl"
     data.write_text('{"text": "echo ok", "label": "benign"}\nnot json\n{"text": "", "label": "benign"}\n'

@@ -77,7 +77,11 @@ def resample(labels: list[str], method: str, oversample_ratio: float, target_rat
         counts = Counter(y.tolist())
         return min(counts.values()) / max(counts.values())
 
-    if method in ("oversample", "hybrid") and ratio() < oversample_ratio:
+    def rows_to_add() -> int:  # imblearn's own count, which it refuses when it is 0 (a ratio just under the goal)
+        counts = Counter(y.tolist())
+        return int(max(counts.values()) * oversample_ratio - min(counts.values()))
+
+    if method in ("oversample", "hybrid") and rows_to_add() > 0:
         over, y = RandomOverSampler(sampling_strategy=oversample_ratio, random_state=seed).fit_resample(
             idx.reshape(-1, 1), y)
         idx = over.ravel()

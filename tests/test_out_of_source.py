@@ -70,6 +70,23 @@ def test_the_holdout_is_seeded_and_off_by_default(tmp_path):
     assert "out_of_source" not in json.loads((plain / "manifest.json").read_text())["counts"]
 
 
+@pytest.mark.parametrize("group_key, straddling", [("none", 6), ("source", 0)])
+def test_split_counts_one_label_sources_that_lie_in_train_and_in_val_or_test(tmp_path, group_key, straddling):
+    """Six sources of 12 scripts, each of one label, and 12 scripts without a source (each its own, too small to
+    count): split at random every big source lies on both sides; grouped by source none does."""
+    rows = [{"text": "\n".join(f"echo src{s} item{i} line{j} {'x' * (s * 13 + i * 5 + j)}" for j in range(4)),
+             "label": ("benign", "malicious")[s % 2], "lang": "bash", "source": f"src{s}"}
+            for s in range(6) for i in range(12)]
+    rows += [{"text": f"echo lone {i} " + "y" * (i * 17 + 3), "label": ("benign", "malicious")[i % 2], "lang": "bash"}
+             for i in range(12)]
+    out = _split(tmp_path, rows, "data.split.val_size=0.25", "data.split.test_size=0.25",
+                 f"data.split.group_key={group_key}")
+    sources = json.loads((out / "manifest.json").read_text())["counts"]["sources"]
+    assert sources == {"min_scripts": 10, "sources": 6, "single_label": 6,
+                       "single_label_in_train_and_held_out": straddling, "scripts_in_those": 12 * straddling,
+                       "all_scripts": 84}
+
+
 def test_a_zero_share_split_gets_no_group():
     recs = [Record(id=text_id(f"t{i}"), text=f"t{i}", label=("benign", "malicious")[i % 2], lang="bash",
                    source=f"s{i // 3}") for i in range(60)]

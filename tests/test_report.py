@@ -6,6 +6,7 @@ import re
 from html.parser import HTMLParser
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -59,7 +60,7 @@ def _history(steps: int = 40) -> list[dict]:
 
 
 def make_run(tmp_path, *, fixed_threshold: float | None = None, one_class_test: bool = False, history=None,
-             baseline: bool = True, augment_extra: dict | None = None):
+             baseline: bool = True, augment_extra: dict | None = None, split_extra: dict | None = None):
     """A run directory with every stage up to evaluate 'done', and the config the report stage runs under."""
     cfg = load_config(None, overrides=[f"report.dir={tmp_path / 'reports'}", "run.name=demo",
                                        "report.worst_examples=3", "report.excerpt_chars=200"])
@@ -95,7 +96,7 @@ def make_run(tmp_path, *, fixed_threshold: float | None = None, one_class_test: 
              {"train": len(train), "val": len(val), "test": len(test),
               "per_label": {"train": {"benign": 20, "malicious": 20}, "val": {"benign": 10, "malicious": 10},
                             "test": {"benign": 13, "malicious": 13}},
-              "groups": 86, "cross_split_exact_duplicates": 0})
+              "groups": 86, "cross_split_exact_duplicates": 0, **(split_extra or {})})
     _publish(cfg, run_dir, "augment", {"train.jsonl": "{}\n"},
              {"in": 40, "variants": 30, "out": 70, "variants_per_label": {"benign": 15, "malicious": 15},
               "variant_rate_per_label": {"benign": 0.75, "malicious": 0.75},
@@ -240,6 +241,20 @@ def test_report_raises_the_alarm_for_unequal_transform_rates_and_leakage(tmp_pat
     assert "powershell whitespace is applied at different rates per label" in head
     assert "leakage: 2 val/test scripts have a near-copy" in head
     assert "| powershell | whitespace | 0.52 | 0.26 | 0.26 |" in md and 'class="alarm"' in page
+
+
+@pytest.mark.parametrize("scripts_in_those, alarmed", [(60, True), (40, False)])
+def test_report_warns_when_one_label_sources_straddle_train_and_test(tmp_path, scripts_in_those, alarmed):
+    sources = {"min_scripts": 10, "sources": 5, "single_label": 5, "single_label_in_train_and_held_out": 4,
+               "scripts_in_those": scripts_in_those, "all_scripts": 100}
+    cfg, run_dir = make_run(tmp_path, split_extra={"sources": sources})
+    run_stage(cfg, run_dir, "report", log=lambda m: None)
+    md, _ = _report(run_dir)
+    head = md.split("## ")[0].replace("\\_", "_")  # markdown escapes underscores
+    assert (f"split: {scripts_in_those} of 100 scripts come from sources that hold one label only" in head) is alarmed
+    assert "data.split.source_val_size" in head if alarmed else "source_val_size" not in head
+    assert f"| sources of 10+ scripts that hold one label | 5 of 5; in train and in val/test: 4 ({scripts_in_those} " \
+           "of 100 scripts) |" in md
 
 
 def test_degenerate_run_still_reports_and_says_which_plots_were_skipped(tmp_path):

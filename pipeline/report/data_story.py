@@ -46,15 +46,20 @@ def _dedup(dedup: dict) -> list[Block]:
 
 
 def _split(split: dict) -> list[Block]:
-    per_label = split.get("per_label") or {}
+    per_label, sources = split.get("per_label") or {}, split.get("sources")
+    facts = [["groups", val(split.get("groups"))],
+             ["cross-split exact duplicates", val(split.get("cross_split_exact_duplicates"))]]
+    if sources:
+        facts.append([f"sources of {sources['min_scripts']}+ scripts that hold one label",
+                      f"{sources['single_label']} of {sources['sources']}; in train and in val/test: "
+                      f"{sources['single_label_in_train_and_held_out']} ({sources['scripts_in_those']} of "
+                      f"{sources['all_scripts']} scripts)"])
     return [Heading("Split", 3),
             Table(["split", "scripts", "benign", "malicious"],
                   [[s, val(split.get(s)), val(dig(per_label, s, "benign") or 0),
                     val(dig(per_label, s, "malicious") or 0)]
                    for s in ("train", "val", "test")]),
-            Table(["item", "value"],
-                  [["groups", val(split.get("groups"))],
-                   ["cross-split exact duplicates", val(split.get("cross_split_exact_duplicates"))]])]
+            Table(["item", "value"], facts)]
 
 
 def _augment(augment: dict, train_per_label: dict | None) -> list[Block]:
@@ -136,4 +141,19 @@ def data_alarms(a: Inputs) -> list[Block]:
     if leaks:
         out.append(Alarm(f"leakage: {leaks} val/test scripts have a near-copy in the augmented train set "
                          "(see Data / Leakage)"))
+    out += _single_label_sources(a.metrics["counts"].get("split", {}))
     return out
+
+
+def _single_label_sources(split: dict) -> list[Block]:
+    """When most scripts come from one-label sources split across train and test, test scores recognising a source."""
+    s = split.get("sources") or {}
+    if s.get("single_label_in_train_and_held_out", 0) < 2 or 2 * s.get("scripts_in_those", 0) < s.get("all_scripts", 0):
+        return []
+    where = ("the Out-of-source figures measure that on sources held out whole" if split.get("out_of_source") else
+             "hold sources out whole (data.split.source_val_size and source_test_size) to measure that")
+    return [Alarm(f"split: {s['scripts_in_those']} of {s['all_scripts']} scripts come from sources that hold one label "
+                  f"only and have scripts both in train and in val/test ({s['single_label_in_train_and_held_out']} "
+                  f"sources of {s['min_scripts']}+ scripts). Test can be won by recognising a source's style as well "
+                  f"as by detecting malice, so it overstates how the model does on a new collection: {where}, or "
+                  "keep each source in one split (data.split.group_key: source).")]

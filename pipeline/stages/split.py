@@ -14,6 +14,11 @@ Split does not look for near-duplicates: dedup already removed them with the sam
 by construction and cost as much as dedup. The leakage check runs where leakage can still arise, after augment
 (augmented train against val and test). `cross_split_exact_duplicates` counts ids that sit in more than one split
 (0 unless one id carries two groups, e.g. dedup off).
+
+`sources` says how many of the sources with MIN_SOURCE_SCRIPTS or more scripts hold one label only, and how many of
+those lie both in train and in val or test. When their scripts are most of the data (collections of malware beside
+collections of benign packages, split at random), test rewards recognising a source's style as much as detecting
+malice; the report says so and points to the out-of-source splits (or group_key: source, which keeps sources whole).
 """
 from __future__ import annotations
 
@@ -32,6 +37,9 @@ from pipeline.run.runner import StageContext, StageError
 SPLITS = ("train", "val", "test")
 # Out-of-source splits (data.split.source_val_size / source_test_size): whole sources held out before the split.
 SOURCE_SPLITS = ("val_source", "test_source")
+# A source with fewer scripts says little about whether it mixes labels (and a record with no `source` field gets its
+# own location as one: a source of one script, trivially of one label).
+MIN_SOURCE_SCRIPTS = 10
 
 
 @dataclass
@@ -44,6 +52,7 @@ class SplitKeys:
     groups: int  # distinct group names
     ids: int  # distinct record ids
     id_rank: np.ndarray  # int64: the rank of the record's id among the distinct ids
+    source: np.ndarray  # int64: a hash of the record's source (counts only: equal sources, equal hashes)
 
     @classmethod
     def read(cls, records: Iterable[Record | RecordHead], group_key: str) -> "SplitKeys":
@@ -51,9 +60,10 @@ class SplitKeys:
         has no value (group_key "none": always), so records without a group are groups of their own."""
         cell_of: dict[tuple[str, str], int] = {}
         keyed: dict[str, int] = {}  # distinct "<group_key>:<value>" names, numbered as met
-        cell, group, digests = array("q"), array("q"), bytearray()
+        cell, group, source, digests = array("q"), array("q"), array("q"), bytearray()
         for r in records:
             cell.append(cell_of.setdefault((r.label, r.lang), len(cell_of)))
+            source.append(hash(r.source))
             value = {"group": r.group, "source": r.source}.get(group_key)
             group.append(keyed.setdefault(f"{group_key}:{value}", len(keyed)) if value else -1)
             digests += id_digest(r.id)
@@ -71,7 +81,7 @@ class SplitKeys:
         rank[group < 0] = id_rank + (len(names) if keyed_first else 0)
         distinct, id_of_record = np.unique(ids, return_inverse=True)
         return cls(np.frombuffer(cell, dtype=np.int64), list(cell_of), rank, len(names) + len(id_groups),
-                   len(distinct), id_of_record.astype(np.int64))
+                   len(distinct), id_of_record.astype(np.int64), np.frombuffer(source, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.cell)
@@ -80,6 +90,20 @@ class SplitKeys:
         """Distinct ids found in more than one split (exact duplicates that cross the split)."""
         pairs = np.unique(self.id_rank * len(SPLITS) + split)  # one entry per (id, split) held
         return int(np.count_nonzero(np.bincount(pairs // len(SPLITS), minlength=self.ids) > 1))
+
+    def source_labels(self, split: np.ndarray) -> dict[str, int]:
+        """Sources of MIN_SOURCE_SCRIPTS or more scripts: how many, how many hold one label only, and how many of
+        those have scripts both in train and in val or test (`split`: each record's index into SPLITS), with their
+        scripts: the ones a test can score by recognising the source."""
+        is_malicious = np.array([lab == "malicious" for lab, _ in self.cells] + [False])[self.cell]
+        _, where, size = np.unique(self.source, return_inverse=True, return_counts=True)
+        malicious = np.bincount(where, weights=is_malicious, minlength=size.size)
+        in_train = np.bincount(where, weights=split == 0, minlength=size.size)
+        pure = (size >= MIN_SOURCE_SCRIPTS) & ((malicious == 0) | (malicious == size))
+        straddling = pure & (in_train > 0) & (in_train < size)
+        return {"min_scripts": MIN_SOURCE_SCRIPTS, "sources": int(np.sum(size >= MIN_SOURCE_SCRIPTS)),
+                "single_label": int(pure.sum()), "single_label_in_train_and_held_out": int(straddling.sum()),
+                "scripts_in_those": int(size[straddling].sum()), "all_scripts": len(self)}
 
     def tally(self, mask: np.ndarray, field: int) -> dict[str, int]:
         """Records where `mask` holds, by label (field 0) or language (field 1), sorted by name."""
@@ -155,6 +179,7 @@ def run(ctx: StageContext) -> dict:
             "per_label": per_label,
             "per_lang": {name: keys.tally(split == k, 1) for k, name in enumerate(SPLITS)},
             "groups": keys.groups, "cross_split_exact_duplicates": keys.ids_across_splits(split),
+            "sources": keys.source_labels(split),
             **({"out_of_source": held} if held_out else {})}
 
 

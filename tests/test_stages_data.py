@@ -11,7 +11,7 @@ from pipeline.config import load_config
 from pipeline.run.records import Record, read_records, text_id
 from pipeline.run.runner import run_pipeline
 from pipeline.stages.augment import variants
-from pipeline.stages.balance import resample
+from pipeline.stages.balance import balanced_rows, resample
 from pipeline.stages.split import SPLITS, SplitKeys, assign
 
 from .conftest import TINY_CONFIG
@@ -125,6 +125,45 @@ def test_balance_ratios():
     assert over == {"benign": 100, "malicious": 100} and under == {"benign": 30, "malicious": 30}
     assert len(resample(labels, "none", 0.8, 1.0, seed=0)) == 130
     assert list(resample(labels, "hybrid", 0.8, 1.0, seed=0)) == list(hybrid)  # seeded
+
+
+def test_balance_per_language_leaves_no_language_label_prior():
+    labels = (["benign"] * 90 + ["malicious"] * 20 + ["benign"] * 20 + ["malicious"] * 60 + ["benign"] * 7
+              + ["benign"] * 30 + ["malicious"] * 9)
+    langs = ["javascript"] * 110 + ["bash"] * 80 + ["vbscript"] * 7 + ["batch"] * 39
+    kinds = np.full(len(labels), 2)
+
+    def shares(rows):
+        c = Counter((langs[i], labels[i]) for i in rows)
+        return {lang: c[(lang, "malicious")] / (c[(lang, "malicious")] + c[(lang, "benign")]) for lang in set(langs)}
+
+    whole, none_kept = balanced_rows(labels, langs, kinds, "hybrid", 0.8, 1.0, 0, per_language=False)
+    assert Counter(labels[i] for i in whole)["malicious"] == Counter(labels[i] for i in whole)["benign"]
+    assert shares(whole)["javascript"] < 0.3 and shares(whole)["bash"] > 0.6 and none_kept == {}  # priors remain
+    rows, kept = balanced_rows(labels, langs, kinds, "hybrid", 0.8, 1.0, 0, per_language=True)
+    assert shares(rows)["javascript"] == shares(rows)["bash"] == 0.5
+    # one label, or 9 of one (each would be repeated 3x): kept as they are, nothing repeated or dropped
+    assert kept == {"vbscript": {"benign": 7}, "batch": {"benign": 30, "malicious": 9}}
+    assert Counter(langs[i] for i in rows)["vbscript"] == 7 and Counter(langs[i] for i in rows)["batch"] == 39
+    again, _ = balanced_rows(labels, langs, kinds, "hybrid", 0.8, 1.0, 0, per_language=True)
+    other, _ = balanced_rows(labels, langs, kinds, "hybrid", 0.8, 1.0, 1, per_language=True)
+    assert list(again) == list(rows) and list(other) != list(rows)  # seeded
+
+
+def test_balance_stage_per_language(tmp_path, tiny_overrides):
+    cfg = load_config(TINY_CONFIG, overrides=[*tiny_overrides, "data.balance.per_language=true"])
+    run_pipeline(cfg, tmp_path, until="balance", log=lambda m: None)
+    counts = json.loads((tmp_path / "balance" / "manifest.json").read_text())["counts"]
+    before, after, kept = counts["before"]["per_lang"], counts["after"]["per_lang"], counts["languages_kept_as_they_are"]
+    assert counts["per_language"] and 0 < len(kept) < len({key.split("/")[1] for key in after})
+    for lang in {key.split("/")[1] for key in after}:
+        if lang in kept:  # a label under 10 rows: kept as it was
+            assert min(kept[lang].values()) < 10 and all(after[f"{lab}/{lang}"] == n for lab, n in kept[lang].items())
+            assert all(before[f"{lab}/{lang}"] == n for lab, n in kept[lang].items())
+        else:
+            assert after[f"benign/{lang}"] == after[f"malicious/{lang}"]
+    rows = list(read_records(tmp_path / "balance" / "train.jsonl"))
+    assert Counter(f"{r.label}/{r.lang}" for r in rows) == after
 
 
 def test_balance_takes_a_ratio_just_under_the_oversampling_goal():

@@ -23,6 +23,7 @@ import argparse
 import gzip
 import json
 import random
+import shutil
 import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -63,7 +64,11 @@ def run_fold(rows: list[dict], held: list[dict], run_dir: Path, config: str, ove
     from pipeline.run.records import read_json, read_records
     from pipeline.run.runner import run_pipeline
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # A fresh directory: sgpipe reuses a stage whose config is unchanged, so runs left by an earlier version of the
+    # code under the same --name would be read back as this version's (it happened: a rerun of a changed balance
+    # stage returned the old folds' figures to the fourth digit).
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
     for name, part in (("train_sources.jsonl", rows), ("held_sources.jsonl", held)):
         with open(run_dir / name, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in part)

@@ -171,10 +171,12 @@ class BalanceConfig(Section):
     oversample_ratio: float = _f(0.8, "Minority size after oversampling, as a fraction of the majority.",
                                  gt=0.0, le=1.0)
     target_ratio: float = _f(1.0, "Minority/majority ratio after undersampling.", gt=0.0, le=1.0)
-    per_language: bool = _f(False, "Balance the labels within each language rather than over the whole split, so "
+    per_language: bool = _f(True, "Balance the labels within each language rather than over the whole split, so "
                             "that a script's language carries no label prior (a language with under 10 rows of a "
-                            "label is kept as it is).", "Data whose languages' malicious shares differ (say 22% of JavaScript, 58% of "
-                            "bash) and a deployment whose shares will differ again.")
+                            "label is kept as it is).", "true: languages' malicious shares differ in most collections "
+                            "(dev set: 22% of JavaScript, 58% of bash) and will differ again where the model is used. "
+                            "On the dev set it raised the tiny model's val, held-out-source and leave-source-out ROC AUC "
+                            "(README, What it measures).")
 
 
 class DataConfig(Section):

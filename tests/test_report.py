@@ -248,8 +248,10 @@ def test_report_warns_when_one_label_sources_straddle_train_and_test(tmp_path, s
     sources = {"min_scripts": 10, "sources": 5, "single_label": 5, "single_label_in_train_and_held_out": 4,
                "scripts_in_those": scripts_in_those, "all_scripts": 100}
     cfg, run_dir = make_run(tmp_path, split_extra={"sources": sources})
-    run_stage(cfg, run_dir, "report", log=lambda m: None)
+    logs = []
+    run_stage(cfg, run_dir, "report", log=logs.append)
     md, _ = _report(run_dir)
+    assert any(m.startswith("[report] ALARM: split: ") for m in logs) is alarmed  # said on the console too
     head = md.split("## ")[0].replace("\\_", "_")  # markdown escapes underscores
     assert (f"split: {scripts_in_those} of 100 scripts come from sources that hold one label only" in head) is alarmed
     assert "data.split.source_val_size" in head if alarmed else "source_val_size" not in head

@@ -141,8 +141,8 @@ def run(ctx: StageContext) -> dict:
         raise StageError("the training split holds one label only: nothing to balance or learn. Add data of the "
                          "other label.")
     rows, kept = balanced_rows([r.label for r in records], [r.lang for r in records], row_kinds(records),
-                                    cfg.method, cfg.oversample_ratio, cfg.target_ratio, ctx.config.run.seed,
-                                    cfg.per_language)
+                               cfg.method, cfg.oversample_ratio, cfg.target_ratio, ctx.config.run.seed,
+                               cfg.per_language)
     if kept:
         ctx.log(f"[balance] per language: kept as they are (a label under {MIN_LANGUAGE_ROWS} rows): "
                 + ", ".join(f"{lang} {counts}" for lang, counts in kept.items()))

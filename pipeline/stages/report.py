@@ -26,6 +26,7 @@ import yaml
 from pipeline.evaluation import plots
 from ..config import nest
 from pipeline.run.records import LABELS, file_in_the_way, read_json, read_records, write_json
+from ..report.data_story import data_alarms
 from ..report.document import document
 from ..report.facts import (LIST_LIMIT, UPSTREAM, Inputs, headline_table, report_metrics, run_kind,
                             run_kind_sentences, worst)
@@ -178,7 +179,7 @@ def run(ctx: StageContext) -> dict:
 
     files = sorted(p.name for p in ctx.out.iterdir() if p.name != MANIFEST)
     skipped = {f: r for f, r in inputs.plots.items() if r is not None}
-    _log_summary(ctx, metrics, skipped, report_dir, len(images))
+    _log_summary(ctx, metrics, [alarm.text for alarm in data_alarms(inputs)], skipped, report_dir, len(images))
     base = evaluated.get("baseline")
     return {"report_dir": str(report_dir), "files": files, "alarm": bool(metrics["alarm"]),
             "roc_auc": metrics["roc_auc"], "baseline_roc_auc": base.get("roc_auc") if base else None,
@@ -248,9 +249,12 @@ def _publish(ctx: StageContext, name: str) -> Path:
     return report_dir
 
 
-def _log_summary(ctx: StageContext, metrics: dict, skipped: dict[str, str], report_dir: Path, n_plots: int) -> None:
-    if metrics["alarm"]:
-        ctx.log(f"[report] ALARM: {metrics['alarm']}")
+def _log_summary(ctx: StageContext, metrics: dict, data_alarm_texts: list[str], skipped: dict[str, str],
+                 report_dir: Path, n_plots: int) -> None:
+    """The console's part of the report: every alarm that opens it (the model's, then the data stages'), skipped
+    plots, where the files are, the headline."""
+    for alarm in ([metrics["alarm"]] if metrics["alarm"] else []) + data_alarm_texts:
+        ctx.log(f"[report] ALARM: {alarm}")
     for f, reason in skipped.items():
         ctx.log(f"[report] {f} skipped: {reason}")
     ctx.log(f"[report] {report_dir / 'report.html'} (and report.md, metrics.json, {n_plots} plots)")

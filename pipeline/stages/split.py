@@ -95,7 +95,7 @@ class SplitKeys:
         """Sources of MIN_SOURCE_SCRIPTS or more scripts: how many, how many hold one label only, and how many of
         those have scripts both in train and in val or test (`split`: each record's index into SPLITS), with their
         scripts: the ones a test can score by recognising the source."""
-        is_malicious = np.array([lab == "malicious" for lab, _ in self.cells] + [False])[self.cell]
+        is_malicious = np.array([lab == "malicious" for lab, _ in self.cells], dtype=bool)[self.cell]
         _, where, size = np.unique(self.source, return_inverse=True, return_counts=True)
         malicious = np.bincount(where, weights=is_malicious, minlength=size.size)
         in_train = np.bincount(where, weights=split == 0, minlength=size.size)

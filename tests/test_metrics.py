@@ -7,7 +7,7 @@ from sklearn.metrics import (accuracy_score, average_precision_score, balanced_a
                              confusion_matrix, f1_score, log_loss, matthews_corrcoef, precision_score, recall_score,
                              roc_auc_score)
 
-from pipeline.evaluation.metrics import BOOTSTRAP_METRICS, _resampled_auc, _stratified_indices, binary_metrics, bootstrap_ci, calibration_curve, choose_threshold, collapse_alarm, per_group_metrics, pr_points, roc_points
+from pipeline.evaluation.metrics import BOOTSTRAP_METRICS, _resampled_auc, _stratified_indices, binary_metrics, bootstrap_ci, calibration_curve, choose_threshold, collapse_alarm, language_balanced_roc_auc, per_group_metrics, pr_points, roc_points
 
 
 def noisy(n: int, seed: int, sep: float = 0.25, decimals: int | None = 2):
@@ -197,6 +197,21 @@ def test_per_group_metrics_match_subsets_and_respect_min_n():
     mask = langs == "bash"
     assert groups["bash"] == binary_metrics(y[mask], s[mask], 0.5)
     assert "vbscript" in per_group_metrics(y, s, langs, 0.5)
+
+
+def test_language_balanced_roc_auc_gives_a_language_prior_nothing():
+    rng = np.random.default_rng(0)
+    langs = np.array(["javascript"] * 400 + ["bash"] * 200)
+    y = np.concatenate([rng.random(400) < 0.2, rng.random(200) < 0.6]).astype(int)  # 20% vs 60% malicious
+    prior = np.where(langs == "javascript", 0.2, 0.6) + rng.normal(0, 1e-3, y.size)  # knows the language only
+    assert roc_auc_score(y, prior) > 0.65  # the plain ROC AUC rewards the prior
+    assert language_balanced_roc_auc(y, prior, langs) == pytest.approx(0.5, abs=0.03)
+    signal = 1 / (1 + np.exp(-(2 * y - 1 + rng.normal(0, 0.8, y.size))))  # one signal, one scale, both languages
+    assert abs(language_balanced_roc_auc(y, signal, langs) - roc_auc_score(y, signal)) < 0.03
+    cell_size = np.array([np.sum((langs == lang) & (y == t)) for lang, t in zip(langs, y)])
+    assert language_balanced_roc_auc(y, signal, langs) == pytest.approx(roc_auc_score(y, signal,
+                                                                                      sample_weight=1 / cell_size))
+    assert language_balanced_roc_auc(np.zeros(5), np.linspace(0, 1, 5), ["bash"] * 5) is None
 
 
 def test_collapse_alarm():

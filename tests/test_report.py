@@ -243,6 +243,17 @@ def test_report_raises_the_alarm_for_unequal_transform_rates_and_leakage(tmp_pat
     assert "| powershell | whitespace | 0.52 | 0.26 | 0.26 |" in md and 'class="alarm"' in page
 
 
+def test_report_gives_the_language_balanced_roc_auc_beside_the_plain_one(tmp_path):
+    cfg, run_dir = make_run(tmp_path)
+    run_stage(cfg, run_dir, "report", log=lambda m: None)
+    md, _ = _report(run_dir)
+    metrics = json.loads((run_dir / "report" / "metrics.json").read_text())
+    balanced = metrics["roc_auc_language_balanced"]
+    assert 0 <= balanced <= 1 and metrics["baseline"]["roc_auc_language_balanced"] is not None
+    assert (f"ROC AUC with every (language, label) cell weighted equally: {balanced:.3f} (baseline "
+            f"{metrics['baseline']['roc_auc_language_balanced']:.3f}), against {metrics['roc_auc']:.3f} unweighted") in md
+
+
 @pytest.mark.parametrize("scripts_in_those, alarmed", [(60, True), (40, False)])
 def test_report_warns_when_one_label_sources_straddle_train_and_test(tmp_path, scripts_in_those, alarmed):
     sources = {"min_scripts": 10, "sources": 5, "single_label": 5, "single_label_in_train_and_held_out": 4,

@@ -329,6 +329,19 @@ def per_group_metrics(y_true, scores, groups, threshold: float = 0.5, min_n: int
     return out
 
 
+def language_balanced_roc_auc(y_true, scores, langs) -> float | None:
+    """ROC AUC with every (language, label) cell weighted to the same total mass: what the score ranks when no
+    language is more common, nor more often malicious, than another. A score that leans on a language's share of
+    malicious scripts (a prior that moves every score of that language) gains nothing here; scores on one scale
+    across languages lose nothing. None with one class."""
+    y, s = _check(y_true, scores, "language_balanced_roc_auc")
+    if len(set(y.tolist())) < 2:
+        return None
+    cells = [f"{lang}\0{label}" for lang, label in zip(langs, y.tolist())]
+    _, where, count = np.unique(cells, return_inverse=True, return_counts=True)
+    return float(roc_auc_score(y, s, sample_weight=1.0 / count[where]))
+
+
 def collapse_alarm(metrics: dict) -> str | None:
     """A message when the model calls everything one class (sensitivity or specificity exactly 0), else None.
 

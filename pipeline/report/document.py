@@ -17,6 +17,7 @@ def document(a: Inputs) -> list[Block]:
     blocks += data_alarms(a)
     blocks += _headline(a) + _threshold(a) + _confusion(a)
     blocks += _groups("Per language", m["per_lang"], m["baseline"]["per_lang"] if m["baseline"] else None)
+    blocks += _one_scale(a)
     blocks += _groups("Per source", m["per_source"], m["baseline"]["per_source"] if m["baseline"] else None)
     blocks += _side_by_side(a) + _language_thresholds(a) + _out_of_source(a)
     blocks += [Heading("Plots")] + [_plot(a, f) for f in PLOTS if f != "training.png"]
@@ -86,6 +87,18 @@ def _groups(title: str, groups: dict, base_groups: dict | None) -> list[Block]:
     return [Heading(title), Table(header, rows)]
 
 
+def _one_scale(a: Inputs) -> list[Block]:
+    """Test ROC AUC with every (language, label) cell weighted equally, beside the plain one."""
+    m, base = a.metrics, a.metrics["baseline"]
+    if m.get("roc_auc_language_balanced") is None:
+        return []
+    beside = f" (baseline {num(base.get('roc_auc_language_balanced'))})" if base else ""
+    return [Para(f"ROC AUC with every (language, label) cell weighted equally: {num(m['roc_auc_language_balanced'])}"
+                 f"{beside}, against {num(m['roc_auc'])} unweighted. It is what the score ranks when no language is "
+                 "more common, or more often malicious, than another: a model that leans on a language's share of "
+                 "malicious scripts scores lower here, and scores on one scale across languages do not.")]
+
+
 def _side_by_side(a: Inputs) -> list[Block]:
     """ROC AUC of model, baseline and ensemble, overall and per language (evaluation.ensemble: tfidf)."""
     m, base, ens = a.metrics, a.metrics["baseline"], a.metrics.get("ensemble")
@@ -95,6 +108,9 @@ def _side_by_side(a: Inputs) -> list[Block]:
     for lang, g in m["per_lang"].items():
         rows.append([lang, val(g.get("n")), num(g.get("roc_auc")), num(dig(base or {}, "per_lang", lang, "roc_auc")),
                      num(dig(ens, "per_lang", lang, "roc_auc"))])
+    key = "roc_auc_language_balanced"
+    rows.append(["all, (language, label) cells weighted equally", val(m["n"]), num(m.get(key)),
+                 num((base or {}).get(key)), num(ens.get(key))])
     w = ens.get("weights") or {}
     return [Heading("Model, baseline and ensemble (test ROC AUC)"),
             Para(f"{ens.get('name')}: P = sigmoid({num(w.get('model_weight'))} x logit(model) + "

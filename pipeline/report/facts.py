@@ -36,6 +36,7 @@ def summarise(m: dict, chosen: dict) -> dict:
     keys = [k for k, _ in HEADLINE] + ["n", "n_pos", "n_neg", "tp", "fp", "tn", "fn"]
     return {**{k: m.get(k) for k in keys}, "threshold": chosen.get("threshold"),
             "per_lang": m.get("per_lang", {}), "per_source": m.get("per_source", {}), "ci95": m.get("ci95") or {},
+            "roc_auc_language_balanced": m.get("roc_auc_language_balanced"),
             "threshold_policy": chosen.get("policy"), "threshold_target": chosen.get("target"),
             "threshold_met": chosen.get("met"), "threshold_stability": chosen.get("stability"),
             "at_0_5": m.get("at_0.5"), "alarm": M.collapse_alarm({**m, "threshold": chosen.get("threshold")}),

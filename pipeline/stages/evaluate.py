@@ -33,6 +33,7 @@ def evaluate_scores(y: np.ndarray, s: np.ndarray, threshold: float, records: lis
     if n_boot:
         out["ci95"] = {k: list(v) for k, v in M.bootstrap_ci(y, s, threshold, n_boot=n_boot, seed=seed).items()}
     out["per_lang"] = M.per_group_metrics(y, s, [r.lang for r in records], threshold)
+    out["roc_auc_language_balanced"] = M.language_balanced_roc_auc(y, s, [r.lang for r in records])
     out["per_source"] = M.per_group_metrics(y, s, [source_family(r.source) for r in records], threshold)
     out["alarm"] = M.collapse_alarm(out)
     return out

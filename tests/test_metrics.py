@@ -212,6 +212,9 @@ def test_language_balanced_roc_auc_gives_a_language_prior_nothing():
     assert language_balanced_roc_auc(y, signal, langs) == pytest.approx(roc_auc_score(y, signal,
                                                                                       sample_weight=1 / cell_size))
     assert language_balanced_roc_auc(np.zeros(5), np.linspace(0, 1, 5), ["bash"] * 5) is None
+    # a language with under 10 scripts of a label is left out: 1 malicious VBScript script would weigh like 120 bash
+    y2, s2, langs2 = np.append(y, [1, 0, 0]), np.append(signal, [0.01, 0.99, 0.98]), np.append(langs, ["vbscript"] * 3)
+    assert language_balanced_roc_auc(y2, s2, langs2) == language_balanced_roc_auc(y, signal, langs)
 
 
 def test_collapse_alarm():

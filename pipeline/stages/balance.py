@@ -120,14 +120,15 @@ def balanced_rows(labels: list[str], langs: list[str], kinds: np.ndarray, method
     if not per_language:
         return resample(labels, method, oversample_ratio, target_ratio, seed, kinds=kinds), {}
     rows, kept = [], {}
-    for rank, lang in enumerate(sorted(set(langs))):
-        idx = np.array([i for i, x in enumerate(langs) if x == lang])
-        counts = Counter(labels[i] for i in idx)
+    labels, langs = np.asarray(labels), np.asarray(langs)
+    for rank, lang in enumerate(sorted(set(langs.tolist()))):
+        idx = np.flatnonzero(langs == lang)
+        counts = Counter(labels[idx].tolist())
         if len(counts) < 2 or min(counts.values()) < MIN_LANGUAGE_ROWS:
             kept[lang] = dict(sorted(counts.items()))
             rows.append(idx)
         else:
-            rows.append(idx[resample([labels[i] for i in idx], method, oversample_ratio, target_ratio, seed + rank,
+            rows.append(idx[resample(labels[idx].tolist(), method, oversample_ratio, target_ratio, seed + rank,
                                      kinds=kinds[idx])])
     return np.sort(np.concatenate(rows)), kept
 

@@ -255,6 +255,19 @@ def test_report_gives_the_language_balanced_roc_auc_beside_the_plain_one(tmp_pat
             f"{metrics['baseline']['roc_auc_language_balanced']:.3f}), against {metrics['roc_auc']:.3f} unweighted") in md
 
 
+def test_the_language_balanced_roc_auc_names_the_ensemble_when_there_is_one():
+    from types import SimpleNamespace
+
+    from pipeline.report.document import _one_scale
+
+    key = "roc_auc_language_balanced"
+    metrics = {key: 0.91, "roc_auc": 0.95, "baseline": {key: 0.93}, "ensemble": {key: 0.94}}
+    (para,) = _one_scale(SimpleNamespace(metrics=metrics))
+    assert para.text.startswith("ROC AUC with every (language, label) cell weighted equally: 0.910 (baseline 0.930, "
+                                "ensemble 0.940), against 0.950 unweighted.")
+    assert _one_scale(SimpleNamespace(metrics={key: None, "roc_auc": 0.95, "baseline": None})) == []
+
+
 @pytest.mark.parametrize("scripts_in_those, alarmed", [(60, True), (40, False)])
 def test_report_warns_when_one_label_sources_straddle_train_and_test(tmp_path, scripts_in_those, alarmed):
     sources = {"min_scripts": 10, "sources": 5, "single_label": 5, "single_label_in_train_and_held_out": 4,

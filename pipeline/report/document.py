@@ -17,7 +17,7 @@ def document(a: Inputs) -> list[Block]:
     blocks += data_alarms(a)
     blocks += _headline(a) + _threshold(a) + _confusion(a)
     blocks += _groups("Per language", m["per_lang"], m["baseline"]["per_lang"] if m["baseline"] else None)
-    blocks += _one_scale(a)
+    blocks += _one_scale(a)  # the ensemble's too: _side_by_side gives only the plain ROC AUC
     blocks += _groups("Per source", m["per_source"], m["baseline"]["per_source"] if m["baseline"] else None)
     blocks += _side_by_side(a) + _language_thresholds(a) + _out_of_source(a)
     blocks += [Heading("Plots")] + [_plot(a, f) for f in PLOTS if f != "training.png"]
@@ -89,11 +89,12 @@ def _groups(title: str, groups: dict, base_groups: dict | None) -> list[Block]:
 
 def _one_scale(a: Inputs) -> list[Block]:
     """Test ROC AUC with every (language, label) cell weighted equally, beside the plain one."""
-    m, base = a.metrics, a.metrics["baseline"]
-    if m.get("roc_auc_language_balanced") is None:
+    m, key = a.metrics, "roc_auc_language_balanced"
+    if m.get(key) is None:
         return []
-    beside = f" (baseline {num(base.get('roc_auc_language_balanced'))})" if base else ""
-    return [Para(f"ROC AUC with every (language, label) cell weighted equally: {num(m['roc_auc_language_balanced'])}"
+    others = [f"{who} {num(m[who].get(key))}" for who in ("baseline", "ensemble") if m.get(who)]
+    beside = f" ({', '.join(others)})" if others else ""
+    return [Para(f"ROC AUC with every (language, label) cell weighted equally: {num(m[key])}"
                  f"{beside}, against {num(m['roc_auc'])} unweighted. It is what the score ranks when no language is "
                  "more common, or more often malicious, than another: a model that leans on a language's share of "
                  "malicious scripts scores lower here, and scores on one scale across languages do not.")]
@@ -108,9 +109,6 @@ def _side_by_side(a: Inputs) -> list[Block]:
     for lang, g in m["per_lang"].items():
         rows.append([lang, val(g.get("n")), num(g.get("roc_auc")), num(dig(base or {}, "per_lang", lang, "roc_auc")),
                      num(dig(ens, "per_lang", lang, "roc_auc"))])
-    key = "roc_auc_language_balanced"
-    rows.append(["all, (language, label) cells weighted equally", val(m["n"]), num(m.get(key)),
-                 num((base or {}).get(key)), num(ens.get(key))])
     w = ens.get("weights") or {}
     return [Heading("Model, baseline and ensemble (test ROC AUC)"),
             Para(f"{ens.get('name')}: P = sigmoid({num(w.get('model_weight'))} x logit(model) + "

@@ -23,11 +23,12 @@ import numpy as np
 
 from benchmarks.common import machine_info, write_result
 from pipeline.evaluation.ensemble import log_odds
+from pipeline.evaluation.metrics import well_covered
 
 
 class LanguageCalibration:
-    """Platt scaling per language: z -> a_L * z + b_L, fit on val; a language with fewer than `min_count` val scripts
-    (or under 10% of either label) gets the global fit."""
+    """Platt scaling per language: z -> a_L * z + b_L, fit on val; a language that is not `well_covered` (fewer than
+    `min_count` val scripts, or under a tenth of either label) gets the global fit, as per-language thresholds do."""
 
     def __init__(self, min_count: int = 40, C: float = 1.0):
         self.min_count, self.C, self.fits = min_count, C, {}
@@ -42,7 +43,7 @@ class LanguageCalibration:
         self.fits = {None: self._fit_one(z, y)}
         for lang in sorted(set(langs.tolist())):
             mine = langs == lang
-            if mine.sum() >= self.min_count and 0.1 <= y[mine].mean() <= 0.9:
+            if well_covered(y[mine], self.min_count):
                 self.fits[lang] = self._fit_one(z[mine], y[mine])
         return self
 

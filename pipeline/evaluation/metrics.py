@@ -388,6 +388,13 @@ def pr_points(y_true, scores) -> dict | None:
     return {"recall": recall.tolist(), "precision": precision.tolist()}
 
 
+def well_covered(y_group, min_count: int) -> bool:
+    """Whether a group's labels `y_group` (1 = malicious) can carry a fit of its own (a threshold, a calibration): at
+    least `min_count` scripts, of which at least a tenth (and 3) are of each label."""
+    n, n_pos = len(y_group), int(np.sum(y_group))
+    return n >= min_count and min(n_pos, n - n_pos) >= max(3, int(math.ceil(0.1 * n)))
+
+
 def per_group_thresholds(y_val, s_val, groups, global_threshold: float, min_count: int, policy: str = "youden",
                          target: float | None = None, fixed: float = 0.5, seed: int = 0) -> dict[str, dict]:
     """A threshold per group (language) chosen on VALIDATION by `policy`, where the group has at least `min_count`
@@ -402,9 +409,8 @@ def per_group_thresholds(y_val, s_val, groups, global_threshold: float, min_coun
     out = {}
     for name in sorted(set(g.tolist())):
         mask = g == name
-        n, n_pos = int(mask.sum()), int(y[mask].sum())
-        fewest = max(3, int(math.ceil(0.1 * n)))
-        if n >= min_count and min(n_pos, n - n_pos) >= fewest:
+        n = int(mask.sum())
+        if well_covered(y[mask], min_count):
             t = choose_threshold(y[mask], s[mask], policy, target=target, fixed=fixed, n_boot=50, seed=seed)
             out[name] = {"threshold": t["threshold"], "source": "group", "n_val": n,
                          "stability": {k: t["stability"][k] for k in ("p5", "p95")}}

@@ -1,7 +1,7 @@
 """Compare configs on validation from `sgpipe all --until train` runs, one run per (config, seed), paired by seed.
 
     python -m benchmarks.compare_val_runs --reference default=/tmp/q/def-s{seed} \
-        distill=/tmp/q/dist8-s{seed} --seeds 1,2,3,4,5 --what "..." --out tiny_candidates_val
+        distill=/tmp/q/dist8-s{seed} --seeds 1,2,3,4,5 --what "..." --out benchmarks/results/tiny_candidates_val.json
 
 Per config: val loss and val ROC AUC (the kept checkpoint's, from the train manifest) per seed, mean and sd, and the
 paired difference from the reference (same seed = same data and split); the TF-IDF baseline's val ROC AUC on the
@@ -17,8 +17,8 @@ import functools
 import statistics
 from pathlib import Path
 
-from benchmarks.common import RESULTS
-from pipeline.run.records import read_json, write_json
+from benchmarks.common import write_result
+from pipeline.run.records import read_json
 
 
 def _mean_sd(values: list[float]) -> dict:
@@ -94,7 +94,7 @@ def main(argv=None) -> dict:
     p.add_argument("--what", default="", help="what was run, for the record")
     p.add_argument("--val-source", action="store_true", help="also score the out-of-source validation split (runs "
                    "made with data.split.source_val_size > 0)")
-    p.add_argument("--out", default="compare_val_runs")
+    p.add_argument("--out", help="the JSON file to write (default benchmarks/results/compare_val_runs.json)")
     a = p.parse_args(argv)
     seeds = [int(s) for s in a.seeds.split(",")]
     ref_name, ref_pattern = a.reference.split("=", 1)
@@ -132,7 +132,7 @@ def main(argv=None) -> dict:
     for split in splits:
         b = result[f"baseline_{split}_roc_auc"]
         print(f"TF-IDF baseline {split} ROC AUC {b['mean']:.4f} ± {b['sd']:.4f}")
-    write_json(RESULTS / f"{a.out}.json", result)
+    write_result("compare_val_runs", a.out, result)
     return result
 
 

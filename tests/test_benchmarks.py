@@ -88,3 +88,21 @@ def test_compare_val_runs_pairs_configs_by_seed_and_writes_the_path_it_is_given(
     assert paired["val_roc_auc"]["mean"] == 0.015 and paired["seeds_auc_higher"] == 1
     assert result["baseline_val_roc_auc"]["per_seed"] == [1.0, 1.0]  # the words alone tell the labels apart
     assert out.exists() and not (tmp_path / "cmp.json.json").exists()
+
+
+def test_ensemble_rules_score_every_rule_and_the_combinations_beat_either_scorer():
+    """benchmarks.ensemble_rules on two scorers that each see half of the evidence: every rule gets a cross-fitted
+    ROC AUC, and the stacked and the plain-mean rules, which see both halves, beat either scorer alone."""
+    import numpy as np
+
+    from benchmarks.ensemble_rules import RULES, combine, cross_fitted
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 600)
+    a, b = (1 / (1 + np.exp(-(1.2 * (2 * y - 1) + rng.normal(0, 1.5, 600)))) for _ in range(2))
+    aucs = cross_fitted(y, a, b, seed=0)
+    assert set(aucs) == set(RULES)
+    for rule in ("stacked", "mean_log_odds", "mean_prob"):
+        assert aucs[rule] > max(aucs["model"], aucs["baseline"]) + 0.02
+    scores = combine(y, a, b, a[:5], b[:5], seed=0)
+    assert np.allclose(scores["mean_prob"], (a[:5] + b[:5]) / 2) and np.array_equal(scores["model"], a[:5])

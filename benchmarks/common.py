@@ -49,6 +49,14 @@ class Scripts:
         return len(self.texts)
 
 
+def rounded_roc_auc(y, scores) -> float | None:
+    """ROC AUC to 4 decimals, as the results files record it; None when `y` holds one label only."""
+    from sklearn.metrics import roc_auc_score
+
+    y = [int(v) for v in y]
+    return round(float(roc_auc_score(y, scores)), 4) if len(set(y)) == 2 else None
+
+
 def load_scripts(path: str | None) -> Scripts:
     """Scripts from `path` (JSON lines, optionally gzipped) or, with None, the shared dev set if it exists, else
     data/tiny. Only text, lang and label are kept; nothing derived from them is ever written."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import write_result
+from benchmarks.common import rounded_roc_auc, write_result
 
 RULES = ("stacked", "mean_log_odds", "mean_prob", "model", "baseline")
 
@@ -34,12 +34,6 @@ def combine(y_fit, model_fit, base_fit, model, base, seed: int) -> dict[str, np.
             "mean_prob": (model + base) / 2, "model": model, "baseline": base}
 
 
-def _auc(y, s) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
-    return round(float(roc_auc_score(y, s)), 4) if len(set(np.asarray(y).tolist())) == 2 else None
-
-
 def cross_fitted(y, model, base, seed: int, folds: int = 5) -> dict[str, float]:
     """In-distribution ROC AUC per rule, every script scored by rules fit without it."""
     from sklearn.model_selection import StratifiedKFold
@@ -49,7 +43,7 @@ def cross_fitted(y, model, base, seed: int, folds: int = 5) -> dict[str, float]:
     for fit, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(model, y):
         for rule, s in combine(y[fit], model[fit], base[fit], model[held], base[held], seed).items():
             scores[rule][held] = s
-    return {rule: _auc(y, s) for rule, s in scores.items()}
+    return {rule: rounded_roc_auc(y, s) for rule, s in scores.items()}
 
 
 def _scored(run: Path, seed: int, records: list):
@@ -84,13 +78,14 @@ def main(argv=None) -> dict:
         views.setdefault("val", []).append({"seed": seed, **cross_fitted(*val, seed)})
         if (run / "split" / "val_source.jsonl").exists():
             y, model, base = _scored(run, seed, _records(run, "val_source"))
-            aucs = {rule: _auc(y, s) for rule, s in combine(*val, model, base, seed).items()}
+            aucs = {rule: rounded_roc_auc(y, s) for rule, s in combine(*val, model, base, seed).items()}
             views.setdefault("val_source", []).append({"seed": seed, **aucs})
     for fold in sorted(Path(a.folds).glob("fold*")) if a.folds else []:
         run = fold / "run"
         val = _scored(run, a.fold_seed, _records(run, "val"))
         held = _scored(run, a.fold_seed, list(read_records(fold / "held" / "ingest" / "records.jsonl")))
-        aucs = {rule: _auc(held[0], s) for rule, s in combine(*val, *held[1:], a.fold_seed).items()}
+        aucs = {rule: rounded_roc_auc(held[0], s)
+                for rule, s in combine(*val, *held[1:], a.fold_seed).items()}
         views.setdefault("folds", []).append({"fold": fold.name, **aucs})
     for view, rows in views.items():
         print(f"{view:10s} " + "  ".join(f"{rule} {m['mean']:.4f} ({m['higher_than_stacked']}/{len(rows)} above "

@@ -15,9 +15,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
-from benchmarks.common import machine_info, write_result
+from benchmarks.common import machine_info, rounded_roc_auc, write_result
 from pipeline.model import prompt
 from pipeline.run.records import read_records
 
@@ -26,10 +25,6 @@ def _scores(path: Path) -> dict[str, float]:
     if not path.exists():
         return {}
     return {json.loads(l)["id"]: json.loads(l)["score"] for l in path.read_text().splitlines() if l.strip()}
-
-
-def _auc(y: list[int], s: list[float]) -> float | None:
-    return round(float(roc_auc_score(y, s)), 4) if len(set(y)) == 2 else None
 
 
 def measure(run_dir: Path) -> dict:
@@ -51,8 +46,8 @@ def measure(run_dir: Path) -> dict:
                          ("ensemble", "ensemble_predictions.jsonl")):
         s = _scores(run_dir / "evaluate" / file)
         if s:
-            out["auc"][scorer] = {part: _auc([r.y for r in test if long[r.id] == want],
-                                             [s[r.id] for r in test if long[r.id] == want])
+            out["auc"][scorer] = {part: rounded_roc_auc([r.y for r in test if long[r.id] == want],
+                                                        [s[r.id] for r in test if long[r.id] == want])
                                   for part, want in (("long", True), ("short", False))}
     return out
 

@@ -18,17 +18,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
-from benchmarks.common import machine_info, write_result
+from benchmarks.common import machine_info, rounded_roc_auc, write_result
 from pipeline.model import prompt
 from pipeline.model.classifier import open_classifier
 from pipeline.model.prompt import Windows
 from pipeline.run.records import read_records
-
-
-def _auc(y, s) -> float | None:
-    return round(float(roc_auc_score(y, s)), 4) if len(set(y)) == 2 else None
 
 
 def _is_long(records, clf) -> np.ndarray:
@@ -50,7 +45,8 @@ def measure(run_dir: Path, stride: int, max_windows: int) -> dict:
     for name, windows in readings.items():
         clf.windows = windows
         s = clf.score_records(val, 32)
-        out["val_auc"][name] = {"all": _auc(y, s), "long": _auc(y[long], s[long]), "short": _auc(y[~long], s[~long])}
+        out["val_auc"][name] = {"all": rounded_roc_auc(y, s), "long": rounded_roc_auc(y[long], s[long]),
+                                "short": rounded_roc_auc(y[~long], s[~long])}
     metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     out["test_auc_as_evaluated"] = metrics["model"]["roc_auc"]  # for the record: selection reads val only
     return out

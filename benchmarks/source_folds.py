@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import REPO, SHARED_DEV, machine_info, write_result
+from benchmarks.common import REPO, SHARED_DEV, machine_info, rounded_roc_auc, write_result
 
 LABELS = ("malicious", "benign")
 
@@ -47,12 +47,6 @@ def assign_folds(sources: dict[str, Counter], k: int, seed: int) -> dict[str, in
             fold[source] = min(range(k), key=lambda f: load[label][f])
             load[label][fold[source]] += sources[source][label]
     return fold
-
-
-def _auc(y, s) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
-    return round(float(roc_auc_score(y, s)), 4) if len(set(y)) == 2 else None
 
 
 def run_fold(rows: list[dict], held: list[dict], run_dir: Path, config: str, overrides: list[str]) -> dict:
@@ -100,13 +94,15 @@ def summarise(folds: list[dict]) -> dict:
     y = np.concatenate([f["y"] for f in folds])
     lang = np.array([x for f in folds for x in f["lang"]])
     pooled = {s: np.concatenate([f[s] for f in folds]) for s in scorers}
-    out = {"n": int(len(y)), "pooled": {s: _auc(y, pooled[s]) for s in scorers}, "per_lang": {}, "per_fold": {}}
+    out = {"n": int(len(y)), "pooled": {s: rounded_roc_auc(y, pooled[s]) for s in scorers}, "per_lang": {},
+           "per_fold": {}}
     for name in sorted(set(lang.tolist())):
         mask = lang == name
         if mask.sum() >= 20 and len(set(y[mask].tolist())) == 2:
-            out["per_lang"][name] = {"n": int(mask.sum()), **{s: _auc(y[mask], pooled[s][mask]) for s in scorers}}
+            out["per_lang"][name] = {"n": int(mask.sum()),
+                                     **{s: rounded_roc_auc(y[mask], pooled[s][mask]) for s in scorers}}
     for s in scorers:
-        aucs = [a for a in (_auc(f["y"], f[s]) for f in folds) if a is not None]
+        aucs = [a for a in (rounded_roc_auc(f["y"], f[s]) for f in folds) if a is not None]
         out["per_fold"][s] = {"per_fold": aucs, "mean": round(statistics.mean(aucs), 4),
                               "sd": round(statistics.stdev(aucs), 4) if len(aucs) > 1 else 0.0}
     out["folds_in_distribution_val_roc_auc"] = [f["val_roc_auc"] for f in folds]
@@ -141,8 +137,9 @@ def main(argv=None) -> dict:
         folds.append(run_fold(rest, held, Path(a.work) / a.name / f"fold{k}", a.config, overrides))
         f = folds[-1]
         print(f"fold {k}: {len(held)} held-out scripts ({Counter(r['label'] for r in held)['malicious']} malicious) "
-              f"from {sum(v == k for v in fold_of.values())} sources; model {_auc(f['y'], f['model'])}, baseline "
-              f"{_auc(f['y'], f['baseline'])}, ensemble {_auc(f['y'], f['ensemble'])}", flush=True)
+              f"from {sum(v == k for v in fold_of.values())} sources; model {rounded_roc_auc(f['y'], f['model'])}, "
+              f"baseline {rounded_roc_auc(f['y'], f['baseline'])}, ensemble {rounded_roc_auc(f['y'], f['ensemble'])}",
+              flush=True)
     result = summarise(folds)
     print(f"{a.name}: pooled ROC AUC model {result['pooled']['model']}, baseline {result['pooled']['baseline']}, "
           f"ensemble {result['pooled']['ensemble']}; per fold model {result['per_fold']['model']['mean']} ± "

@@ -46,13 +46,15 @@ def cross_fitted(y, model, base, seed: int, folds: int = 5) -> dict[str, float]:
     return {rule: rounded_roc_auc(y, s) for rule, s in scores.items()}
 
 
-def _scored(run: Path, seed: int, records: list):
-    """(labels, model scores, baseline scores) of `records` by the run's classifier and baseline."""
+def _scored(run: Path, seed: int, *record_lists: list) -> list[tuple]:
+    """(labels, model scores, baseline scores) of each list of records, by the run's classifier (loaded once) and
+    baseline."""
     from benchmarks.compare_val_runs import fitted_baseline
     from pipeline.model.classifier import Classifier
 
-    model = Classifier.load(run / "train" / "classifier", device="cpu").score_records(records, 32)
-    return [r.y for r in records], model, fitted_baseline(run, seed).predict_proba([r.text for r in records])
+    classifier, baseline = Classifier.load(run / "train" / "classifier", device="cpu"), fitted_baseline(run, seed)
+    return [([r.y for r in records], classifier.score_records(records, 32),
+             baseline.predict_proba([r.text for r in records])) for records in record_lists]
 
 
 def _summary(rows: list[dict]) -> dict:
@@ -74,16 +76,17 @@ def main(argv=None) -> dict:
     views: dict[str, list[dict]] = {}
     for seed in ([int(s) for s in a.seeds.split(",")] if a.runs else []):
         run = Path(a.runs.format(seed=seed))
-        val = _scored(run, seed, _records(run, "val"))
+        out_of_source = [_records(run, "val_source")] if (run / "split" / "val_source.jsonl").exists() else []
+        val, *held = _scored(run, seed, _records(run, "val"), *out_of_source)
         views.setdefault("val", []).append({"seed": seed, **cross_fitted(*val, seed)})
-        if (run / "split" / "val_source.jsonl").exists():
-            y, model, base = _scored(run, seed, _records(run, "val_source"))
+        if held:
+            y, model, base = held[0]
             aucs = {rule: rounded_roc_auc(y, s) for rule, s in combine(*val, model, base, seed).items()}
             views.setdefault("val_source", []).append({"seed": seed, **aucs})
     for fold in sorted(Path(a.folds).glob("fold*")) if a.folds else []:
         run = fold / "run"
-        val = _scored(run, a.fold_seed, _records(run, "val"))
-        held = _scored(run, a.fold_seed, list(read_records(fold / "held" / "ingest" / "records.jsonl")))
+        val, held = _scored(run, a.fold_seed, _records(run, "val"),
+                            list(read_records(fold / "held" / "ingest" / "records.jsonl")))
         aucs = {rule: rounded_roc_auc(held[0], s)
                 for rule, s in combine(*val, *held[1:], a.fold_seed).items()}
         views.setdefault("folds", []).append({"fold": fold.name, **aucs})

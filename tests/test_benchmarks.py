@@ -106,3 +106,59 @@ def test_ensemble_rules_score_every_rule_and_the_combinations_beat_either_scorer
         assert aucs[rule] > max(aucs["model"], aucs["baseline"]) + 0.02
     scores = combine(y, a, b, a[:5], b[:5], seed=0)
     assert np.allclose(scores["mean_prob"], (a[:5] + b[:5]) / 2) and np.array_equal(scores["model"], a[:5])
+
+
+def test_quality_goal_judges_languages_with_enough_scripts_on_the_seed_means():
+    """benchmarks.quality_goal: means and paired seed counts per language, a language under --min-scripts listed but not
+    judged, a language one run did not score dropped, and the goal missed when the model trails in a judged language."""
+    from benchmarks.quality_goal import OVERALL, judge, table
+
+    def run(model: dict, baseline: dict) -> dict:
+        test = {name: {"n": 40, "model": model[name], "baseline": baseline[name]} for name in model}
+        return {"scripts": {"bash": 300, "python": 200, "vbscript": 20}, "test": test}
+
+    runs = [run({OVERALL: 0.96, "bash": 0.97, "python": 0.90, "vbscript": 0.8},
+                {OVERALL: 0.95, "bash": 0.96, "python": 0.95, "vbscript": 0.5}),
+            run({OVERALL: 0.97, "bash": 0.95, "python": 0.92},
+                {OVERALL: 0.96, "bash": 0.955, "python": 0.93})]
+    rows = table(runs)
+    assert set(rows) == {OVERALL, "bash", "python"}  # vbscript: the second run has no figure for it
+    assert rows["bash"]["model"] == {"per_seed": [0.97, 0.95], "mean": 0.96, "sd": 0.0141}
+    assert rows["bash"]["seeds_model_at_least_baseline"] == 1 and rows[OVERALL]["scripts"] == 520
+    goal = judge(rows, min_scripts=100, overall=0.95)
+    assert goal["languages"]["bash"] == {"model_minus_baseline": 0.0025, "met": True}
+    assert goal["languages_behind"] == ["python"] and goal["overall"]["met"] and not goal["met"]
+    assert judge(rows, min_scripts=250, overall=0.95)["met"]  # python (200 scripts) is no longer judged
+    assert not judge(rows, min_scripts=250, overall=0.97)["met"]
+
+
+def test_quality_goal_runs_each_seed_through_evaluate_and_tables_its_test_figures(tmp_path):
+    """One real seed on the small committed dataset: the table's figures are the run's own evaluate metrics, and the
+    data column counts the input's scripts per language."""
+    import json
+    from collections import Counter
+
+    from benchmarks.quality_goal import main
+    from pipeline.run.records import read_json
+    from tests.conftest import FAST_TRAINING, TINY_DATA
+
+    (tmp_path / "work" / "seed3").mkdir(parents=True)
+    (tmp_path / "work" / "seed3" / "stale").write_text("left by other code")
+    out = tmp_path / "goal.json"
+    argv = ["--data", str(TINY_DATA), "--seeds", "3", "--work", str(tmp_path / "work"), "--min-scripts", "40",
+            "--out", str(out)]
+    for override in ["data.dedup.workers=1", *FAST_TRAINING]:
+        argv += ["--set", override]
+    result = main(argv)
+    metrics = read_json(tmp_path / "work" / "seed3" / "evaluate" / "metrics.json")
+    assert not (tmp_path / "work" / "seed3" / "stale").exists()  # each seed starts in a fresh directory
+    rows = result["rows"]
+    assert rows["all"]["model"]["per_seed"] == [round(metrics["model"]["roc_auc"], 4)]
+    shell = metrics["baseline"]["per_lang"]["powershell"]["roc_auc"]
+    assert rows["powershell"]["baseline"]["per_seed"] == [round(shell, 4)]
+    with open(TINY_DATA, encoding="utf-8") as f:
+        langs = Counter(json.loads(line)["lang"] for line in f if line.strip())
+    languages = [name for name in rows if name != "all"]
+    assert {name: rows[name]["scripts"] for name in languages} == {name: langs[name] for name in languages}
+    assert set(result["goal"]["languages"]) == {name for name in languages if langs[name] >= 40}
+    assert json.loads(out.read_text())["goal"] == result["goal"]

@@ -88,6 +88,9 @@ def table(runs: list[dict]) -> dict:
 def judge(rows: dict, min_scripts: int, overall: float) -> dict:
     """The goal, row by row: the model's mean at least the baseline's in every language with `min_scripts`+ scripts,
     and the model's overall mean at least `overall`."""
+    if "baseline" not in rows[OVERALL]:
+        raise ValueError("the runs have no TF-IDF baseline, and the goal compares the model with it: run them with "
+                         "evaluation.baseline=true")
     languages = {}
     for name, row in rows.items():
         if name == OVERALL or row["scripts"] < min_scripts or "baseline" not in row:
@@ -109,7 +112,7 @@ def print_table(rows: dict, goal: dict) -> None:
     for name, row in rows.items():
         judged = name == OVERALL or name in goal["languages"]
         cells = [f"{row[s]['mean']:.3f} +- {row[s]['sd']:.3f}" if s in row else "" for s in scorers]
-        seeds = f"{row.get('seeds_model_at_least_baseline', '')} of {len(row['model']['per_seed'])} seeds"
+        seeds = f"{row['seeds_model_at_least_baseline']} of {len(row['model']['per_seed'])} seeds"
         print(f"| {name} ({row['test_scripts']}, {row['scripts']}){'' if judged else ' not judged'} | "
               + " | ".join(cells) + f" | {seeds} |")
     behind = ", ".join(goal["languages_behind"]) or "none"
@@ -144,7 +147,10 @@ def main(argv=None) -> dict:
             dirs.append(run_seed(a.data, a.config, a.overrides, s, Path(a.work) / f"seed{s}"))
             print(f"seed {s}: evaluated in {dirs[-1]}", flush=True)
     rows = table([read_run(d) for d in dirs])
-    goal = judge(rows, a.min_scripts, a.overall)
+    try:
+        goal = judge(rows, a.min_scripts, a.overall)
+    except ValueError as e:
+        p.error(str(e))
     print_table(rows, goal)
     write_result("quality_goal", a.out, {
         "what": a.what, "machine": machine_info(0), "data": Path(a.data).name if not a.runs else None,

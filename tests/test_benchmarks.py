@@ -130,6 +130,10 @@ def test_quality_goal_judges_languages_with_enough_scripts_on_the_seed_means():
     assert goal["languages_behind"] == ["python"] and goal["overall"]["met"] and not goal["met"]
     assert judge(rows, min_scripts=250, overall=0.95)["met"]  # python (200 scripts) is no longer judged
     assert not judge(rows, min_scripts=250, overall=0.97)["met"]
+    without_baseline = table([{"scripts": r["scripts"], "test": {k: {"n": v["n"], "model": v["model"]}
+                                                                 for k, v in r["test"].items()}} for r in runs])
+    with pytest.raises(ValueError, match="evaluation.baseline=true"):
+        judge(without_baseline, min_scripts=100, overall=0.95)
 
 
 def test_quality_goal_runs_each_seed_through_evaluate_and_tables_its_test_figures(tmp_path):

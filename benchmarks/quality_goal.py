@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
-from collections import Counter
 from pathlib import Path
 
 from benchmarks.common import REPO, SHARED_DEV, TINY_DATA, machine_info, write_result
+from benchmarks.compare_val_runs import _mean_sd
 
 SCORERS = ("model", "baseline", "ensemble")
 OVERALL = "all"
@@ -44,7 +43,7 @@ def run_seed(data: str, config: str, overrides: list[str], seed: int, run_dir: P
 
 def read_run(run: Path) -> dict:
     """One evaluated run: {"scripts": {lang: n in the data}, "test": {lang | "all": {scorer: ROC AUC, "n": n}}}."""
-    from pipeline.run.records import read_json, read_records
+    from pipeline.run.records import read_json
 
     metrics = read_json(run / "evaluate" / "metrics.json")
     test: dict[str, dict] = {}
@@ -56,13 +55,8 @@ def read_run(run: Path) -> dict:
         for lang, m in figures.get("per_lang", {}).items():
             if isinstance(m, dict) and m.get("roc_auc") is not None:
                 test.setdefault(lang, {"n": m["n"]})[scorer] = m["roc_auc"]
-    scripts = Counter(r.lang for r in read_records(run / "ingest" / "records.jsonl"))
-    return {"scripts": dict(scripts), "test": test}
-
-
-def _mean_sd(values: list[float]) -> dict:
-    return {"per_seed": [round(v, 4) for v in values], "mean": round(statistics.mean(values), 4),
-            "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
+    scripts = read_json(run / "ingest" / "manifest.json")["counts"]["per_lang"]  # ingest counted them already
+    return {"scripts": scripts, "test": test}
 
 
 def table(runs: list[dict]) -> dict:
@@ -78,7 +72,8 @@ def table(runs: list[dict]) -> dict:
                "scripts": sum(runs[0]["scripts"].values()) if name == OVERALL else runs[0]["scripts"].get(name, 0)}
         for scorer in SCORERS:
             if all(scorer in p for p in per_run):
-                row[scorer] = _mean_sd([p[scorer] for p in per_run])
+                values = [p[scorer] for p in per_run]
+                row[scorer] = {"per_seed": [round(v, 4) for v in values], **_mean_sd(values)}
         if "baseline" in row:
             row["seeds_model_at_least_baseline"] = sum(p["model"] >= p["baseline"] for p in per_run)
         rows[name] = row
